@@ -1,0 +1,143 @@
+"""Library commands (train, heads, data) as a typer sub-app.
+
+The ``ordinal`` console command lives in ``pipelines.cli``, which mounts this app and adds
+the orchestration commands; the library itself never imports the pipeline layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ordinal.heads import available_heads
+from ordinal.models import supported_model_types
+
+app = typer.Typer(help="Ordinal regression on fine-tuned transformers.", no_args_is_help=True)
+console = Console()
+
+try:  # the data commands arrive with the data layer
+    from ordinal.data.cli import data_app
+except ImportError:  # pragma: no cover - only while the data layer is absent
+    data_app = None
+else:
+    app.add_typer(data_app, name="data", help="Ingest, preprocess and calibrate datasets.")
+
+
+def read_text_records(path: Path) -> list[dict[str, Any]]:
+    """Records ``{"id", "text", "label"}`` from a CSV or JSONL file with those columns."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such data file: {path}")
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    elif path.suffix == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    else:
+        raise ValueError(
+            f"{path}: expected a .csv or .jsonl file, got {path.suffix or 'no suffix'}"
+        )
+    records = []
+    for number, row in enumerate(rows, start=1):
+        missing = {"text", "label"} - set(row)
+        if missing:
+            raise ValueError(f"{path}: record {number} lacks the field(s) {sorted(missing)}")
+        try:
+            label = int(row["label"])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}: record {number} has a non-integer label {row['label']!r}"
+            ) from None
+        records.append({"id": row.get("id", str(number)), "text": row["text"], "label": label})
+    return records
+
+
+def split_records(
+    records: list[dict[str, Any]], eval_fraction: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Deterministic split: every ``round(1/eval_fraction)``-th record goes to evaluation."""
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    stride = max(2, round(1 / eval_fraction))
+    evaluation = [r for i, r in enumerate(records) if i % stride == stride - 1]
+    train = [r for i, r in enumerate(records) if i % stride != stride - 1]
+    return train, evaluation
+
+
+@app.command("heads")
+def list_heads() -> None:
+    """List the registered ordinal heads and supported backbone model types."""
+    console.print("heads: " + ", ".join(available_heads()))
+    console.print("model types: " + ", ".join(supported_model_types()))
+
+
+@app.command("train")
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="CSV/JSONL with text,label columns; default: demo reviews")
+    ] = None,
+    demo_size: Annotated[
+        int, typer.Option(help="Demo reviews to generate when --data is not given")
+    ] = 3000,
+    model: Annotated[
+        str, typer.Option(help="minilm, bert-tiny, vit-tiny or a model directory")
+    ] = "minilm",
+    head: Annotated[str, typer.Option(help="cumulative_link, coral or corn")] = "cumulative_link",
+    link: Annotated[
+        str | None, typer.Option(help="logit, probit or cloglog (cumulative_link)")
+    ] = None,
+    num_classes: Annotated[int, typer.Option(help="Number of ordered classes")] = 5,
+    epochs: Annotated[float, typer.Option(help="Training epochs")] = 2.0,
+    max_steps: Annotated[
+        int, typer.Option(help="Stop after this many steps (overrides epochs)")
+    ] = -1,
+    batch_size: Annotated[int, typer.Option(help="Training batch size")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Backbone learning rate")] = 5e-5,
+    eval_fraction: Annotated[
+        float, typer.Option(help="Share of records held out for evaluation")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for data order, dropout and init")] = 0,
+    output_dir: Annotated[
+        Path, typer.Option(help="Checkpoints and the final model go here")
+    ] = Path("runs/train"),
+    mlflow: Annotated[bool, typer.Option(help="Track the run in MLflow")] = True,
+) -> None:
+    """Fine-tune an ordinal model on labelled text and print its evaluation."""
+    from ordinal.config import TrainSpec
+    from ordinal.reporting import metrics_table
+    from ordinal.training import train_ordinal_model
+
+    spec = TrainSpec(
+        model=model,
+        head=head,
+        link=link,
+        num_classes=num_classes,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        output_dir=output_dir,
+        report_to=["mlflow"] if mlflow else [],
+    )
+    if data is None:
+        from ordinal.data.demo_text import REVIEW_LABELS, make_review_records
+
+        records = make_review_records(demo_size, seed=seed)
+        if num_classes == len(REVIEW_LABELS):
+            spec = spec.model_copy(update={"label_names": list(REVIEW_LABELS)})
+    else:
+        records = read_text_records(data)
+    train_records, eval_records = split_records(records, eval_fraction)
+    console.print(
+        f"training [bold]{spec.head}[/] on [bold]{spec.model}[/]: "
+        f"{len(train_records)} train / {len(eval_records)} eval records"
+    )
+    result = train_ordinal_model(spec, train_records, eval_records)
+    console.print(metrics_table(result))
+    console.print(f"model saved to {result.model_dir}")

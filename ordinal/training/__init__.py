@@ -1,0 +1,26 @@
+"""Training: ``OrdinalRegressionTrainer``, its callbacks, datasets and a one-call fit."""
+
+from ordinal.training._trainer import (
+    DegenerateLabelsWarning,
+    OrdinalRegressionTrainer,
+    ordinal_metrics,
+)
+from ordinal.training.callbacks import ThroughputCallback, WallClockCheckpointCallback
+from ordinal.training.checkpoints import is_complete_checkpoint, latest_checkpoint
+from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
+from ordinal.training.fit import TrainResult, train_ordinal_model, training_arguments
+
+__all__ = [
+    "DegenerateLabelsWarning",
+    "ImageOrdinalDataset",
+    "OrdinalRegressionTrainer",
+    "TextOrdinalDataset",
+    "ThroughputCallback",
+    "TrainResult",
+    "WallClockCheckpointCallback",
+    "is_complete_checkpoint",
+    "latest_checkpoint",
+    "ordinal_metrics",
+    "train_ordinal_model",
+    "training_arguments",
+]

@@ -1,0 +1,182 @@
+"""One call from records to a trained, evaluated and saved ordinal model."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import DataCollatorWithPadding, TrainerCallback, TrainingArguments, set_seed
+
+from ordinal.config import TrainSpec
+from ordinal.models import (
+    backbone_family,
+    build_ordinal_model,
+    get_ordinal_decoder,
+    save_ordinal_model,
+)
+from ordinal.presets import resolve_model
+from ordinal.tracking import configure_mlflow
+from ordinal.training._trainer import OrdinalRegressionTrainer
+from ordinal.training.checkpoints import latest_checkpoint
+from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
+
+__all__ = ["TrainResult", "train_ordinal_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes
+    ----------
+    metrics : dict
+        Final evaluation metrics (``eval_mae``, ``eval_qwk``, ...).
+    model_dir : Path
+        The saved model (weights, config with its ``ordinal`` section, tokenizer/processor).
+    checkpoint_dir : Path
+        Where checkpoints were written (resume from here).
+    resumed_from : Path or None
+        The checkpoint this run resumed from.
+    global_step : int
+    train_seconds : float
+    cutpoints : list of float or None
+    mlflow_run_id : str or None
+    log_history : list of dict
+    """
+
+    metrics: dict[str, float]
+    model_dir: Path
+    checkpoint_dir: Path
+    resumed_from: Path | None
+    global_step: int
+    train_seconds: float
+    cutpoints: list[float] | None
+    mlflow_run_id: str | None = None
+    log_history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _dataset(records: Sequence[dict[str, Any]], modality: str, processor: Any, spec: TrainSpec):
+    labels = [r["label"] for r in records]
+    if modality == "text":
+        return TextOrdinalDataset([r["text"] for r in records], labels, processor, spec.max_length)
+    return ImageOrdinalDataset([r["image"] for r in records], labels, processor)
+
+
+def training_arguments(spec: TrainSpec, checkpoint_dir: Path, has_eval: bool) -> TrainingArguments:
+    """``TrainingArguments`` for ``spec``: deterministic, CPU-friendly, checkpointing."""
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.eval_batch_size,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        warmup_ratio=spec.warmup_ratio,
+        logging_steps=spec.logging_steps,
+        save_strategy="steps",
+        save_steps=spec.save_steps,
+        save_total_limit=spec.save_total_limit,
+        eval_strategy="epoch" if (has_eval and spec.eval_each_epoch) else "no",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        report_to=list(spec.report_to),
+        run_name=spec.run_name,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+
+
+@contextlib.contextmanager
+def _mlflow_run(spec: TrainSpec) -> Iterator[str | None]:
+    """One MLflow run around training and the final evaluation (if tracking is on)."""
+    if "mlflow" not in spec.report_to:
+        yield None
+        return
+    import mlflow
+
+    configure_mlflow(spec.experiment)
+    with mlflow.start_run(run_name=spec.run_name) as run:
+        mlflow.log_params({f"ordinal.{k}": v for k, v in spec.model_dump(mode="json").items()})
+        yield run.info.run_id
+
+
+def train_ordinal_model(
+    spec: TrainSpec,
+    train_records: Sequence[dict[str, Any]],
+    eval_records: Sequence[dict[str, Any]] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Fine-tune an ordinal model on records and save it under ``spec.output_dir/model``.
+
+    Parameters
+    ----------
+    spec : TrainSpec
+    train_records, eval_records : sequence of dict
+        Each ``{"text": str, "label": int}`` for text models or ``{"image": PIL.Image,
+        "label": int}`` for image models, labels in ``[0, K)``.
+    callbacks : sequence of TrainerCallback
+        Extra callbacks (progress, tests).
+
+    Returns
+    -------
+    TrainResult
+    """
+    if not train_records:
+        raise ValueError("train_records is empty: nothing to train on")
+    set_seed(spec.seed)
+    resolved = resolve_model(spec.model)
+    model = build_ordinal_model(
+        resolved.source, spec.num_classes, spec.head, spec.label_names, **spec.head_options
+    )
+    modality = backbone_family(model.config).modality
+    train_ds = _dataset(train_records, modality, resolved.processor, spec)
+    eval_ds = _dataset(eval_records, modality, resolved.processor, spec) if eval_records else None
+    if spec.init_cutpoints_from_labels:
+        prior = torch.bincount(torch.tensor(train_ds.labels), minlength=spec.num_classes)
+        if prior.numel() == spec.num_classes:  # out-of-range labels are reported by the trainer
+            get_ordinal_decoder(model).init_from_class_prior(prior.float())
+
+    output_dir = Path(spec.output_dir)
+    checkpoint_dir = output_dir / "checkpoints"
+    trainer = OrdinalRegressionTrainer(
+        model=model,
+        args=training_arguments(spec, checkpoint_dir, eval_ds is not None),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=DataCollatorWithPadding(resolved.processor) if modality == "text" else None,
+        processing_class=resolved.processor,
+        callbacks=list(callbacks),
+        checkpoint_interval_seconds=spec.checkpoint_interval_seconds,
+        head_learning_rate=spec.head_learning_rate,
+    )
+    resume = latest_checkpoint(checkpoint_dir) if spec.resume else None
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    with _mlflow_run(spec) as run_id:
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        seconds = time.perf_counter() - started
+        metrics = trainer.evaluate() if eval_ds is not None else {}
+    model_dir = save_ordinal_model(trainer.model, output_dir / "model", resolved.processor)
+    cutpoints = get_ordinal_decoder(trainer.model).cutpoints
+    return TrainResult(
+        metrics={k: float(v) for k, v in metrics.items()},
+        model_dir=model_dir,
+        checkpoint_dir=checkpoint_dir,
+        resumed_from=resume,
+        global_step=trainer.state.global_step,
+        train_seconds=seconds,
+        cutpoints=None if cutpoints is None else [float(v) for v in cutpoints.detach().cpu()],
+        mlflow_run_id=run_id,
+        log_history=list(trainer.state.log_history),
+    )
