@@ -140,4 +140,4 @@ def train(
     )
     result = train_ordinal_model(spec, train_records, eval_records)
     console.print(metrics_table(result))
-    console.print(f"model saved to {result.model_dir}")
+    print(f"model saved to {result.model_dir}")

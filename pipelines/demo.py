@@ -42,9 +42,8 @@ def run_demo(
     result = train_ordinal_model(spec, train_records, eval_records)
     console.print(metrics_table(result, title="Demo run: held-out evaluation"))
     tracking_uri = configure_mlflow(spec.experiment)
-    console.print(f"model:        {result.model_dir.resolve()}")
-    console.print(f"checkpoints:  {result.checkpoint_dir.resolve()}")
-    console.print(f"MLflow store: {tracking_uri} (run {result.mlflow_run_id})")
-    console.print(
-        f"open the MLflow UI with: .venv/bin/mlflow ui --backend-store-uri {tracking_uri}"
-    )
+    # Plain prints: paths must stay on one line so they can be copied from the terminal.
+    print(f"model:        {result.model_dir.resolve()}")
+    print(f"checkpoints:  {result.checkpoint_dir.resolve()}")
+    print(f"MLflow store: {tracking_uri} (run {result.mlflow_run_id})")
+    print(f"open the MLflow UI with: .venv/bin/mlflow ui --backend-store-uri {tracking_uri}")
