@@ -14,11 +14,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ordinal.export.cli import export_app
 from ordinal.heads import available_heads
 from ordinal.models import supported_model_types
 
 app = typer.Typer(help="Ordinal regression on fine-tuned transformers.", no_args_is_help=True)
 console = Console()
+
+app.add_typer(export_app)
 
 try:  # the data commands arrive with the data layer
     from ordinal.data.cli import data_app

@@ -1,0 +1,189 @@
+"""Commands ``ordinal export | parity | parity-recheck | quantize`` (a typer sub-app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+export_app = typer.Typer()
+console = Console()
+
+
+def _records(data: Path | None, demo_size: int, demo_seed: int) -> list[dict[str, Any]]:
+    from ordinal.cli import read_text_records
+
+    if data is not None:
+        return read_text_records(data)
+    from ordinal.data.demo_text import make_review_records
+
+    # Held-out demo reviews: a seed the training demo does not use.
+    return make_review_records(demo_size, seed=demo_seed)
+
+
+def _say(message: str) -> None:
+    console.print(f"[dim]·[/] {message}")
+
+
+@export_app.command("export")
+def export_cmd(
+    model_dir: Annotated[
+        Path, typer.Argument(help="A saved ordinal model (training run's model/)")
+    ],
+    experiment: Annotated[str, typer.Option(help="Experiment id: models/onnx/{experiment}/fp32/")],
+    config: Annotated[
+        Path | None, typer.Option(help="Export config (default: configs/export/{task}.yaml)")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage root URL (default: local store)")
+    ] = None,
+) -> None:
+    """Export a model to FP32 ONNX with the ordinal decoder graph appended."""
+    from ordinal.artifacts import open_storage
+    from ordinal.export import export_onnx
+
+    result = export_onnx(
+        model_dir, experiment, config_path=config, storage=open_storage(storage), progress=_say
+    )
+    table = Table(title=f"FP32 export: {experiment}")
+    table.add_column("output")
+    table.add_column("dtype")
+    table.add_column("dims")
+    for out in result.signature["outputs"]:
+        table.add_row(out["name"], out["dtype"], str(out["dims"]))
+    console.print(table)
+    print(f"model: {result.onnx_path}")
+
+
+@export_app.command("parity")
+def parity_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="The PyTorch model that was exported")],
+    onnx_path: Annotated[Path, typer.Argument(help="The exported model.onnx")],
+    data: Annotated[Path | None, typer.Option(help="Held-out CSV/JSONL (id,text,label)")] = None,
+    demo_size: Annotated[
+        int, typer.Option(help="Held-out demo reviews when --data is absent")
+    ] = 500,
+    demo_seed: Annotated[int, typer.Option(help="Seed of the held-out demo reviews")] = 1001,
+    non_production: Annotated[
+        bool, typer.Option(help="Allow < 500 samples (labelled report)")
+    ] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Report folder (default: beside the model)")
+    ] = None,
+) -> None:
+    """Parity gate: ONNX Runtime vs PyTorch on >= 500 held-out samples at atol 1e-5."""
+    from ordinal.export.errors import ParityError
+    from ordinal.export.parity import ParitySpec, check_parity
+
+    spec = ParitySpec(non_production=non_production)
+    try:
+        report = check_parity(
+            model_dir, onnx_path, _records(data, demo_size, demo_seed), spec, out_dir, _say
+        )
+    except ParityError as exc:
+        console.print(f"[bold red]parity FAILED[/]: {exc}")
+        raise typer.Exit(1) from None
+    _parity_table(report)
+
+
+def _parity_table(report: Any) -> None:
+    table = Table(title=report.title)
+    for column in ("output", "max abs delta", "max rel delta", "verdict"):
+        table.add_column(column)
+    for name, s in report.outputs.items():
+        table.add_row(
+            name, f"{s['max_abs']:.3g}", f"{s['max_rel']:.3g}", "pass" if s["passed"] else "FAIL"
+        )
+    table.add_row("label agreement", f"{report.label_agreement:.2%}", "", "")
+    console.print(table)
+    print(f"report: {report.files['markdown']}")
+
+
+@export_app.command("parity-recheck")
+def parity_recheck_cmd(
+    models_root: Annotated[Path, typer.Argument(help="A models/onnx folder, or one model.onnx")],
+) -> None:
+    """Re-check retained models against their stored parity references (dependency drift)."""
+    from ordinal.export.errors import ParityError
+    from ordinal.export.parity import ParitySpec, recheck_parity
+
+    paths = (
+        [models_root]
+        if models_root.suffix == ".onnx"
+        else sorted(models_root.glob("*/fp32/model.onnx"))
+    )
+    if not paths:
+        console.print(f"[red]no retained models under {models_root}[/]")
+        raise typer.Exit(2)
+    failed = 0
+    for path in paths:
+        try:
+            report = recheck_parity(path, ParitySpec(non_production=True))
+            console.print(f"[green]ok[/]   {path} ({report.num_samples} samples)")
+        except (ParityError, FileNotFoundError) as exc:
+            failed += 1
+            console.print(f"[red]FAIL[/] {path}: {exc}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@export_app.command("quantize")
+def quantize_cmd(
+    experiment: Annotated[str, typer.Argument(help="Experiment whose fp32/ model to quantise")],
+    calibration: Annotated[str, typer.Option(help="Dataset whose stored calibration set to use")],
+    mode: Annotated[str, typer.Option(help="static (calibrated) or dynamic")] = "static",
+    data: Annotated[
+        Path | None, typer.Option(help="Held-out CSV/JSONL for the accuracy gate")
+    ] = None,
+    demo_size: Annotated[
+        int, typer.Option(help="Held-out demo reviews when --data is absent")
+    ] = 500,
+    demo_seed: Annotated[int, typer.Option(help="Seed of the held-out demo reviews")] = 1001,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage root URL (default: local store)")
+    ] = None,
+) -> None:
+    """Static INT8 quantisation on the stored calibration set, then the INT8 accuracy gate."""
+    from ordinal.artifacts import layout, open_storage
+    from ordinal.export.onnx_export import MODEL_FILE
+    from ordinal.export.quantize import (
+        QuantizeSpec,
+        evaluate_int8,
+        load_calibration_set,
+        quantize_onnx,
+    )
+
+    store = open_storage(storage)
+    fp32 = store.local_path(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE))
+    if fp32 is None or not fp32.is_file():
+        console.print(
+            f"[red]no FP32 model for experiment {experiment!r}: run `ordinal export` first[/]"
+        )
+        raise typer.Exit(2)
+    spec = QuantizeSpec.dynamic() if mode == "dynamic" else QuantizeSpec.avx512_vnni()
+    cal = load_calibration_set(calibration, store)
+    int8, _ = quantize_onnx(fp32.parent, cal, experiment, spec=spec, storage=store, progress=_say)
+    report = evaluate_int8(fp32, int8, _records(data, demo_size, demo_seed), spec)
+    table = Table(title=f"INT8 ({mode}) vs FP32 on {report.num_samples} held-out samples")
+    for column in ("", "MAE", "QWK", "accuracy", f"latency ms (batch {spec.latency_batch})"):
+        table.add_column(column)
+    for name in ("fp32", "int8"):
+        s = getattr(report, name)
+        table.add_row(
+            name,
+            f"{s['mae']:.4f}",
+            f"{s['qwk']:.4f}",
+            f"{s['accuracy']:.4f}",
+            f"{report.latency_ms[name]:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"MAE change {report.mae_increase:+.2%}, max probability delta {report.max_prob_delta:.3g}"
+    )
+    print(f"model: {int8}")
+    if not report.passed:
+        console.print(f"[bold red]INT8 gate FAILED[/]: {'; '.join(report.failures)}")
+        raise typer.Exit(1)

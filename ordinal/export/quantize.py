@@ -1,0 +1,382 @@
+"""INT8 quantisation with onnxruntime, calibrated on the committed calibration set, and its gate.
+
+Static INT8 is calibrated on the data layer's calibration samples (reused, never re-sampled:
+the calibration manifest is verified and its checksum recorded). Defaults follow what was
+measured on this CPU class (``docs/benchmarks-inference.md``): QDQ format, only ``MatMul``
+quantised, per-channel signed weights, unsigned activations, and MatMul *outputs* left in
+float, which removes most of the accuracy loss of naive static INT8. The decoder graph is
+never quantised (it has no MatMul).
+
+The accuracy gate compares INT8 with FP32 on held-out records: relative MAE increase below
+``max_mae_increase`` (1%), class probabilities within ``prob_atol`` (1e-2), QWK reported,
+and a latency smoke test at a realistic batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from pydantic import BaseModel, ConfigDict, Field
+
+from ordinal import metrics
+from ordinal.artifacts import layout
+from ordinal.artifacts.manifest import FileEntry, Manifest, new_manifest, write_manifest
+from ordinal.artifacts.storage import Storage, open_storage, staging_dir
+from ordinal.export.errors import QuantizationError
+from ordinal.export.graph import load_onnx
+from ordinal.export.onnx_export import MODEL_FILE
+from ordinal.export.parity import run_onnx
+from ordinal.presets import resolve_model
+
+__all__ = [
+    "CalibrationSet",
+    "Int8Report",
+    "QuantizeSpec",
+    "evaluate_int8",
+    "load_calibration_set",
+    "quantize_onnx",
+]
+
+MIN_CALIBRATION = 100
+
+
+class QuantizeSpec(BaseModel):
+    """Quantisation settings and the INT8 accuracy gate (thresholds are data)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["static", "dynamic"] = "static"
+    quant_format: Literal["QDQ", "QOperator"] = "QDQ"
+    op_types: tuple[str, ...] = ("MatMul",)
+    per_channel: bool = True
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    exclude_output_quantization: tuple[str, ...] = ("MatMul",)
+    calibration_batch_size: int = Field(8, ge=1)
+    max_length: int = Field(128, ge=2)
+    max_mae_increase: float = Field(0.01, ge=0, description="Relative MAE increase allowed")
+    prob_atol: float = Field(1e-2, gt=0, description="Max |p_int8 - p_fp32| allowed")
+    latency_batch: int = Field(32, ge=1)
+    latency_runs: int = Field(5, ge=1)
+
+    @classmethod
+    def avx512_vnni(cls) -> QuantizeSpec:
+        """Static QDQ, MatMul only, float MatMul outputs: the accurate default on x86 VNNI."""
+        return cls()
+
+    @classmethod
+    def dynamic(cls) -> QuantizeSpec:
+        """Dynamic per-channel INT8 (no calibration): the speed reference."""
+        return cls(mode="dynamic", activation_type="uint8")
+
+
+@dataclass
+class CalibrationSet:
+    """Calibration records plus where they came from (recorded in the INT8 manifest)."""
+
+    records: list[dict[str, Any]]
+    dataset: str
+    manifest_sha256: str | None = None
+    selection_ids_sha256: str | None = None
+
+
+def load_calibration_set(
+    dataset: str,
+    storage: Storage | None = None,
+    selection_dir: str | Path | None = "calibration",
+) -> CalibrationSet:
+    """The stored calibration samples of ``dataset``, verified, never re-sampled.
+
+    The calibration manifest is schema-validated and every file it lists re-hashed; when the
+    committed selection (``{selection_dir}/{dataset}.yaml``) exists, the stored samples must be
+    exactly its ids.
+    """
+    import hashlib
+
+    from PIL import Image
+
+    from ordinal.artifacts.manifest import load_verified_manifest
+    from ordinal.data.calibration import load_selection, selection_path
+
+    storage = storage or open_storage()
+    key = layout.calibration_manifest(dataset)
+    manifest = load_verified_manifest(storage, key, phase="calibrate")
+    samples = manifest.output("samples")
+    lines = storage.get_bytes(samples.path).decode("utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    if manifest.parameters.get("kind") == "image":
+        for record in records:
+            data = storage.get_bytes(layout.join(layout.calibration_dir(dataset), record["file"]))
+            record["image"] = Image.open(io.BytesIO(data)).convert("RGB")
+    ids = sorted(str(r["id"]) for r in records)
+    if selection_dir is not None:
+        committed = selection_path(dataset, selection_dir)
+        if committed.is_file():
+            expected = sorted(load_selection(committed).ids)
+            if expected != ids:
+                raise QuantizationError(
+                    f"stored calibration samples of {dataset!r} differ from the committed "
+                    f"selection {committed} ({len(ids)} vs {len(expected)} ids)"
+                )
+    return CalibrationSet(
+        records=records,
+        dataset=dataset,
+        manifest_sha256=hashlib.sha256(storage.get_bytes(key)).hexdigest(),
+        selection_ids_sha256=hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+    )
+
+
+class _Reader(CalibrationDataReader):
+    def __init__(self, inputs: dict[str, np.ndarray], names: list[str], batch: int) -> None:
+        total = len(next(iter(inputs.values())))
+        self._batches = iter(
+            [{n: inputs[n][i : i + batch] for n in names} for i in range(0, total, batch)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def _encode(
+    processor: Any, records: Sequence[dict[str, Any]], max_length: int
+) -> dict[str, np.ndarray]:
+    if "image" in records[0]:
+        images = [r["image"].convert("RGB") for r in records]
+        return {
+            "pixel_values": np.asarray(
+                processor(images=images, return_tensors="np")["pixel_values"], np.float32
+            )
+        }
+    encoded = processor(
+        [str(r["text"]) for r in records],
+        padding="longest",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="np",
+    )
+    return {k: np.asarray(v, np.int64) for k, v in encoded.items()}
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _quant_type(name: str) -> QuantType:
+    return QuantType.QUInt8 if name == "uint8" else QuantType.QInt8
+
+
+def quantize_onnx(
+    fp32_dir: str | Path,
+    calibration: CalibrationSet,
+    experiment: str,
+    *,
+    spec: QuantizeSpec | None = None,
+    storage: Storage | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Path | None, Manifest]:
+    """Quantise ``fp32_dir/model.onnx`` to INT8 under ``models/onnx/{experiment}/int8/``.
+
+    Returns the local path of the INT8 model (``None`` on remote storage) and its manifest.
+
+    Raises
+    ------
+    QuantizationError
+        Calibration set smaller than 100 (static mode), or onnxruntime failing.
+    """
+    spec = spec or QuantizeSpec()
+    say = progress or (lambda message: None)
+    fp32_dir = Path(fp32_dir)
+    fp32_path = fp32_dir / MODEL_FILE
+    load_onnx(fp32_path)
+    if spec.mode == "static" and len(calibration.records) < MIN_CALIBRATION:
+        raise QuantizationError(
+            f"calibration set {calibration.dataset!r} has {len(calibration.records)} samples; "
+            f"static INT8 needs at least {MIN_CALIBRATION}"
+        )
+    storage = storage or open_storage()
+    prefix = layout.onnx_dir(experiment, "int8")
+    with staging_dir("quantize-") as tmp:
+        work = Path(tmp)
+        # quant_pre_process fails on transformers graphs with symbolic shape inference on.
+        say("pre-processing the FP32 graph")
+        pre = work / "pre.onnx"
+        cwd = os.getcwd()
+        try:
+            os.chdir(work)  # a failed pre-process leaves large *.data files in the cwd
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        except Exception as exc:
+            raise QuantizationError(f"quant_pre_process failed on {fp32_path}: {exc}") from None
+        finally:
+            os.chdir(cwd)
+        stage = work / "int8"
+        stage.mkdir()
+        out = stage / MODEL_FILE
+        try:
+            if spec.mode == "dynamic":
+                say("dynamic INT8 quantisation")
+                quantize_dynamic(
+                    str(pre),
+                    str(out),
+                    op_types_to_quantize=list(spec.op_types),
+                    per_channel=spec.per_channel,
+                    weight_type=_quant_type(spec.weight_type),
+                )
+            else:
+                processor = resolve_model(fp32_dir).processor
+                inputs = _encode(processor, calibration.records, spec.max_length)
+                names = [i.name for i in _session(fp32_path).get_inputs()]
+                say(f"static INT8 quantisation, calibrating on {len(calibration.records)} samples")
+                quantize_static(
+                    str(pre),
+                    str(out),
+                    _Reader(inputs, names, spec.calibration_batch_size),
+                    quant_format=QuantFormat.QDQ
+                    if spec.quant_format == "QDQ"
+                    else QuantFormat.QOperator,
+                    op_types_to_quantize=list(spec.op_types),
+                    per_channel=spec.per_channel,
+                    activation_type=_quant_type(spec.activation_type),
+                    weight_type=_quant_type(spec.weight_type),
+                    calibrate_method={
+                        "minmax": CalibrationMethod.MinMax,
+                        "entropy": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile,
+                    }[spec.calibration_method],
+                    extra_options={
+                        "OpTypesToExcludeOutputQuantization": list(spec.exclude_output_quantization)
+                    },
+                )
+        except Exception as exc:
+            raise QuantizationError(
+                f"onnxruntime quantisation failed: {type(exc).__name__}: {exc}"
+            ) from None
+        for name in os.listdir(fp32_dir):
+            if name not in (MODEL_FILE, layout.MANIFEST_NAME) and (fp32_dir / name).is_file():
+                (stage / name).write_bytes((fp32_dir / name).read_bytes())
+        outputs = []
+        for path in sorted(stage.iterdir()):
+            digest = storage.put_file(path, layout.join(prefix, path.name))
+            outputs.append(
+                FileEntry.from_digest(digest, role="model" if path.name == MODEL_FILE else "asset")
+            )
+    fp32_digest = (
+        FileEntry.from_digest(
+            storage.sha256(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE)),
+            role="fp32-model",
+        )
+        if storage.exists(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE))
+        else None
+    )
+    manifest = new_manifest(
+        phase="quantize",
+        dataset=calibration.dataset,
+        version="calibration",
+        experiment_id=experiment,
+        inputs=[fp32_digest] if fp32_digest else [],
+        outputs=outputs,
+        record_counts={"calibration_samples": len(calibration.records)},
+        parameters={
+            "quantization": spec.model_dump(mode="json"),
+            "calibration_dataset": calibration.dataset,
+            "calibration_manifest_sha256": calibration.manifest_sha256,
+            "calibration_ids_sha256": calibration.selection_ids_sha256,
+        },
+    )
+    write_manifest(storage, layout.join(prefix, layout.MANIFEST_NAME), manifest)
+    return storage.local_path(layout.join(prefix, MODEL_FILE)), manifest
+
+
+@dataclass
+class Int8Report:
+    """INT8 against FP32 on held-out records."""
+
+    passed: bool
+    num_samples: int
+    fp32: dict[str, float]
+    int8: dict[str, float]
+    mae_increase: float
+    max_prob_delta: float
+    latency_ms: dict[str, float]
+    failures: list[str]
+
+    def to_json(self) -> str:
+        """The report as JSON."""
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+def _latency(
+    session: ort.InferenceSession, inputs: dict[str, np.ndarray], spec: QuantizeSpec
+) -> float:
+    names = [i.name for i in session.get_inputs()]
+    feed = {n: inputs[n][: spec.latency_batch] for n in names}
+    session.run(None, feed)  # warm-up
+    times = []
+    for _ in range(spec.latency_runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def evaluate_int8(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    records: Sequence[dict[str, Any]],
+    spec: QuantizeSpec | None = None,
+) -> Int8Report:
+    """The INT8 accuracy gate: MAE, QWK, probability deltas and a latency smoke test."""
+    spec = spec or QuantizeSpec()
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    processor = resolve_model(fp32_path.parent).processor
+    inputs = _encode(processor, records, spec.max_length)
+    labels = np.asarray([int(r["label"]) for r in records])
+    sessions = {"fp32": _session(fp32_path), "int8": _session(int8_path)}
+    outs = {k: run_onnx(s, inputs, 64) for k, s in sessions.items()}
+    scores = {
+        k: {
+            "mae": metrics.mae(labels, o["label"]),
+            "qwk": metrics.qwk(labels, o["label"], num_classes=o["probs"].shape[1]),
+            "accuracy": metrics.accuracy(labels, o["label"]),
+        }
+        for k, o in outs.items()
+    }
+    base = scores["fp32"]["mae"]
+    increase = (scores["int8"]["mae"] - base) / base if base > 0 else scores["int8"]["mae"]
+    delta = float(np.abs(outs["int8"]["probs"] - outs["fp32"]["probs"]).max())
+    latency = {k: _latency(s, inputs, spec) for k, s in sessions.items()}
+    failures = []
+    if increase > spec.max_mae_increase:
+        failures.append(f"MAE rose by {increase:.2%} (> {spec.max_mae_increase:.0%})")
+    if delta > spec.prob_atol:
+        failures.append(f"class probabilities differ by up to {delta:.3g} (> {spec.prob_atol:g})")
+    return Int8Report(
+        passed=not failures,
+        num_samples=len(records),
+        fp32=scores["fp32"],
+        int8=scores["int8"],
+        mae_increase=float(increase),
+        max_prob_delta=delta,
+        latency_ms=latency,
+        failures=failures,
+    )

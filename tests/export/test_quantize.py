@@ -1,0 +1,79 @@
+"""Static INT8 on a calibration set, its manifest, and the INT8 accuracy gate."""
+
+from __future__ import annotations
+
+import pytest
+
+from ordinal import TrainSpec, train_ordinal_model
+from ordinal.artifacts import layout, load_verified_manifest, open_storage
+from ordinal.export import QuantizationError, export_onnx
+from ordinal.export.quantize import CalibrationSet, QuantizeSpec, evaluate_int8, quantize_onnx
+from tests.helpers.keyword_data import keyword_records
+
+
+@pytest.fixture(scope="module")
+def trained_fp32(tmp_path_factory):
+    """A tiny BERT trained on the keyword task, exported to FP32."""
+    root = tmp_path_factory.mktemp("int8")
+    records = keyword_records(800, seed=0)
+    spec = TrainSpec.quick(
+        output_dir=root / "run",
+        max_steps=150,
+        learning_rate=5e-3,
+        eval_each_epoch=False,
+        logging_steps=50,
+    )
+    result = train_ordinal_model(spec, records[:400])
+    storage = open_storage(str(root / "store"))
+    exported = export_onnx(result.model_dir, "kw", storage=storage)
+    return exported, storage, records
+
+
+@pytest.mark.parametrize(
+    "spec", [QuantizeSpec.avx512_vnni(), QuantizeSpec.dynamic()], ids=["static", "dynamic"]
+)
+def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
+    exported, storage, records = trained_fp32
+    calibration = CalibrationSet(records[:120], "keywords", "a" * 64, "b" * 64)
+    int8_path, _ = quantize_onnx(
+        exported.directory, calibration, "kw", spec=spec, storage=storage
+    )
+    assert (
+        int8_path.parent.name == "int8"
+        and int8_path.stat().st_size < exported.onnx_path.stat().st_size
+    )
+    report = evaluate_int8(exported.onnx_path, int8_path, records[400:800], spec)
+    assert report.passed, report.failures
+    assert report.fp32["mae"] < 0.5  # the model learnt the task, so the gate is meaningful
+    assert report.max_prob_delta <= spec.prob_atol
+    assert report.latency_ms["int8"] > 0 and report.num_samples == 400
+    stored = load_verified_manifest(
+        storage, layout.join(layout.onnx_dir("kw", "int8"), layout.MANIFEST_NAME), phase="quantize"
+    )
+    assert stored.parameters["quantization"]["mode"] == spec.mode
+    assert stored.parameters["calibration_manifest_sha256"] == "a" * 64
+    assert stored.record_counts["calibration_samples"] == 120
+    assert stored.inputs[0].role == "fp32-model"
+
+
+def test_gate_fails_when_thresholds_are_impossible(trained_fp32):
+    exported, storage, records = trained_fp32
+    spec = QuantizeSpec(prob_atol=1e-9)
+    int8_path, _ = quantize_onnx(
+        exported.directory,
+        CalibrationSet(records[:100], "keywords"),
+        "kw",
+        spec=spec,
+        storage=storage,
+    )
+    report = evaluate_int8(exported.onnx_path, int8_path, records[400:500], spec)
+    assert not report.passed
+    assert any("class probabilities differ" in f for f in report.failures)
+
+
+def test_calibration_smaller_than_100_is_refused(trained_fp32):
+    exported, storage, records = trained_fp32
+    with pytest.raises(QuantizationError, match="has 99 samples; static INT8 needs at least 100"):
+        quantize_onnx(
+            exported.directory, CalibrationSet(records[:99], "keywords"), "kw", storage=storage
+        )
