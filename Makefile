@@ -17,7 +17,16 @@ export DO_NOT_TRACK := 1
 
 .PHONY: install run test lint format lab bench clean
 
+# Debian packages the control-plane stack runs (servers are started by the project, on
+# loopback; installing them starts nothing). Skipped when already present.
+SYSTEM_PACKAGES := postgresql-15 nginx-light
+
 $(STAMP): pyproject.toml constraints.txt
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"

@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 
 from ordinal.cli import app as library_app
+from pipelines.stack.cli import stack_app
 
 app = typer.Typer(
     help="ordinal: ordinal regression on fine-tuned transformers.", no_args_is_help=True
 )
 app.add_typer(library_app)
+app.add_typer(stack_app, name="stack", help="The control-plane stack: up, down, status, ...")
 console = Console()
 
 

@@ -129,8 +129,8 @@ def issue_server_cert(config: StackConfig, days: float | None = None) -> CertInf
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
     cert_path, key_path = server_paths(config)
-    # nginx reads key and cert on reload; writing a fresh pair under new names, then
-    # swapping both, keeps a reader from pairing a new cert with an old key.
+    # Each file is replaced atomically; nginx reads them only when the stack reloads it,
+    # after both are written, so it never pairs a new certificate with an old key.
     chain = cert.public_bytes(serialization.Encoding.PEM) + config.ca_cert.read_bytes()
     atomic_write(key_path, _key_pem(key), mode=0o600)
     atomic_write(cert_path, chain)

@@ -63,6 +63,13 @@ class StackConfig(BaseModel):
     worker_query_seconds: float = 2.0
     backup_retention_days: int = 7
     backup_keep_min: int = 3
+    drill_max_seconds: float = 1800.0
+    alert_webhook_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    alert_email_to: str | None = None
+    alert_email_from: str = "ordinal-stack@localhost"
+    runbook_base_url: str = "docs/control-plane.md"
 
     @field_validator("host")
     @classmethod

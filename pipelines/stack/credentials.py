@@ -65,6 +65,5 @@ def pg_dsn(config: StackConfig, role: str, database: str, driver: str = "") -> s
     """A SQLAlchemy/libpq URL for ``role`` on ``database`` (``driver``: e.g. ``+asyncpg``)."""
     password = pg_password(config, role)
     return (
-        f"postgresql{driver}://{role}:{password}@{config.host}:{config.port('postgres')}"
-        f"/{database}"
+        f"postgresql{driver}://{role}:{password}@{config.host}:{config.port('postgres')}/{database}"
     )

@@ -80,7 +80,6 @@ async def _apply(config: StackConfig, spec: PoolsFile) -> dict[str, list[str]]:
     from prefect.client.schemas.actions import (
         WorkPoolCreate,
         WorkPoolUpdate,
-        WorkQueueCreate,
         WorkQueueUpdate,
     )
     from prefect.exceptions import ObjectNotFound
@@ -109,9 +108,7 @@ async def _apply(config: StackConfig, spec: PoolsFile) -> dict[str, list[str]]:
                         base_job_template=template,
                     )
                 )
-            existing = {
-                q.name: q for q in await client.read_work_queues(work_pool_name=pool.name)
-            }
+            existing = {q.name: q for q in await client.read_work_queues(work_pool_name=pool.name)}
             for queue in pool.queues:
                 if queue.name in existing:
                     await client.update_work_queue(

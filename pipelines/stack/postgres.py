@@ -18,8 +18,8 @@ from psycopg2 import sql
 
 from pipelines.stack import procs
 from pipelines.stack.config import StackConfig
-from pipelines.stack.errors import PermissionLayoutError, StackError
 from pipelines.stack.credentials import PG_ROLES, PG_SUPERUSER, pg_password
+from pipelines.stack.errors import PermissionLayoutError, StackError
 
 NAME = "postgres"
 SERVICE_USER = "postgres"
@@ -27,12 +27,24 @@ DATABASES = {"prefect": "prefect", "mlflow": "mlflow"}
 
 
 def bindir() -> Path:
-    """Directory of the PostgreSQL server binaries (``pg_config --bindir``)."""
+    """Directory of the PostgreSQL server binaries (``pg_config --bindir``).
+
+    Falls back to the newest ``/usr/lib/postgresql/<major>/bin`` (Debian's layout) when
+    ``pg_config`` is absent.
+    """
     pg_config = shutil.which("pg_config")
-    if pg_config is None:
-        raise StackError("pg_config not found: install postgresql-15")
-    out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip())
+    if pg_config is not None:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=True)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "postgres").exists():
+            return candidate
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise StackError("PostgreSQL server binaries not found: apt-get install -y postgresql-15")
+    return found[-1].parent
 
 
 def run_as() -> str | None:
@@ -55,9 +67,7 @@ def _check_reachable(path: Path, user: str | None) -> None:
     """Fail early with a clear error when ``user`` cannot traverse to ``path``."""
     if not user:
         return
-    probe = subprocess.run(
-        ["test", "-x", str(path)], user=user, capture_output=True, check=False
-    )
+    probe = subprocess.run(["test", "-x", str(path)], user=user, capture_output=True, check=False)
     if probe.returncode != 0:
         raise PermissionLayoutError(
             "the postgres user cannot reach the state directory; give every parent "

@@ -59,12 +59,22 @@ def is_ready(config: StackConfig, port: int | None = None) -> bool:
     return httpx.get(url, auth=(user, password), timeout=5).status_code == 200
 
 
-def start(config: StackConfig, timeout: float = 180.0) -> None:
-    """Start the server and wait for health (first start runs migrations)."""
+def launch(config: StackConfig) -> None:
+    """Start the process without waiting (``up`` starts Prefect and MLflow side by side)."""
     procs.start(config, spec(config))
+
+
+def wait_ready(config: StackConfig, timeout: float = 180.0) -> None:
+    """Wait for health (the first start runs migrations)."""
     procs.wait_until(
         lambda: is_ready(config), timeout=timeout, what="prefect", config=config, name=NAME
     )
+
+
+def start(config: StackConfig, timeout: float = 180.0) -> None:
+    """Start the server and wait for health."""
+    launch(config)
+    wait_ready(config, timeout)
 
 
 def client_env(config: StackConfig) -> dict[str, str]:

@@ -70,9 +70,7 @@ def ensure_buckets(config: StackConfig) -> None:
     for bucket in (ARTIFACT_BUCKET, BACKUP_BUCKET):
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(
-        Bucket=BACKUP_BUCKET, VersioningConfiguration={"Status": "Enabled"}
-    )
+    s3.put_bucket_versioning(Bucket=BACKUP_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
 
 def start(config: StackConfig, timeout: float = 60.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class SmokeResult:
     flow_run_id: str
     state: str
     seconds: float
+    message: str = ""
 
 
 def deploy(config: StackConfig) -> list[str]:
@@ -64,9 +66,7 @@ def deploy(config: StackConfig) -> list[str]:
     return ids
 
 
-async def _run_and_wait(
-    name: str, parameters: dict, timeout: float
-) -> tuple[str, str, float]:
+async def _run_and_wait(name: str, parameters: dict, timeout: float) -> tuple[str, str, float, str]:
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
@@ -76,11 +76,14 @@ async def _run_and_wait(
         while True:
             current = await client.read_flow_run(flow_run.id)
             if current.state is not None and current.state.is_final():
-                return str(flow_run.id), current.state.type.value, time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise StackError(
-                    "smoke run did not finish", flow_run=flow_run.id, deployment=name
+                return (
+                    str(flow_run.id),
+                    current.state.type.value,
+                    time.monotonic() - started,
+                    current.state.message or "",
                 )
+            if time.monotonic() - started > timeout:
+                raise StackError("smoke run did not finish", flow_run=flow_run.id, deployment=name)
             await asyncio.sleep(1.0)
 
 
@@ -159,17 +162,16 @@ def run_smoke(
 
     with prefect_server.client_settings(config):
         outcomes = asyncio.run(run_all())
-    # Give the worker a moment to reap the flow-run subprocess before counting strays.
-    try:
+    # Give the worker a moment to reap the flow-run subprocess before counting strays;
+    # on timeout leak_check names the stray processes.
+    with contextlib.suppress(StackError):
         procs.wait_until(
             lambda: _no_stray(config), timeout=30, what="flow-run subprocesses to exit"
         )
-    except StackError:
-        pass  # leak_check names the stray processes
     leak_check(config)
     return [
-        SmokeResult(flow=f, flow_run_id=i, state=s, seconds=t)
-        for f, (i, s, t) in zip(flows, outcomes, strict=True)
+        SmokeResult(flow=f, flow_run_id=i, state=s, seconds=t, message=m)
+        for f, (i, s, t, m) in zip(flows, outcomes, strict=True)
     ]
 
 

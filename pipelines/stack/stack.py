@@ -6,7 +6,11 @@ stop order is the reverse, workers first so no flow run is cut off by a vanished
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import io
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import psutil
@@ -40,8 +44,41 @@ class ServiceStatus:
     detail: str = ""
 
 
-def up(config: StackConfig, *, with_workers: bool = True) -> dict[str, float]:
+def _start_side_by_side(config: StackConfig) -> None:
+    prefect_server.launch(config)
+    mlflow_server.launch(config)
+    prefect_server.wait_ready(config)
+    mlflow_server.wait_ready(config)
+
+
+def _deploy(config: StackConfig) -> None:
+    from pipelines.stack import operations, smoke
+
+    # Prefect's deploy prints a table per deployment; `up` reports its own summary.
+    with contextlib.redirect_stdout(io.StringIO()):
+        smoke.deploy(config)
+        operations.deploy_operations(config)
+
+
+@contextlib.contextmanager
+def _locked(config: StackConfig) -> Iterator[None]:
+    """Serialise ``up`` and ``down`` on one root (two terminals, a timer and a human)."""
+    config.root.mkdir(parents=True, exist_ok=True)
+    with (config.root / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def up(config: StackConfig, *, with_workers: bool = True, deploy: bool = True) -> dict[str, float]:
     """Start every service that is not running; idempotent. Return seconds per step."""
+    with _locked(config):
+        return _up(config, with_workers=with_workers, deploy=deploy)
+
+
+def _up(config: StackConfig, *, with_workers: bool, deploy: bool) -> dict[str, float]:
     timings: dict[str, float] = {}
     config.save()
     config.root.chmod(0o711)  # others may traverse (postgres user), not list
@@ -50,13 +87,15 @@ def up(config: StackConfig, *, with_workers: bool = True) -> dict[str, float]:
     steps = [
         ("postgres", lambda: (postgres.start(config), postgres.ensure_databases(config))),
         ("s3", lambda: s3.start(config)),
-        ("prefect", lambda: prefect_server.start(config)),
-        ("mlflow", lambda: mlflow_server.start(config)),
+        # Prefect and MLflow only need PostgreSQL and S3: start both, then wait for both.
+        ("prefect+mlflow", lambda: _start_side_by_side(config)),
         ("proxy", lambda: proxy.start(config)),
     ]
     if with_workers:
         steps.append(("pools", lambda: workers.apply_pools(config)))
         steps.append(("workers", lambda: workers.start_all(config)))
+    if with_workers and deploy:
+        steps.append(("deployments", lambda: _deploy(config)))
     for name, step in steps:
         started = time.monotonic()
         step()
@@ -66,6 +105,11 @@ def up(config: StackConfig, *, with_workers: bool = True) -> dict[str, float]:
 
 def down(config: StackConfig) -> list[str]:
     """Stop workers, then services in reverse order; return what was stopped."""
+    with _locked(config):
+        return _down(config)
+
+
+def _down(config: StackConfig) -> list[str]:
     stopped = list(workers.stop_all(config))
     for name in reversed(SERVICES):
         if procs.stop(config, name):
@@ -80,14 +124,17 @@ def down(config: StackConfig) -> list[str]:
 def _probe(check) -> tuple[bool, str]:
     try:
         return bool(check()), ""
-    except Exception as exc:  # noqa: BLE001 - status reports, it does not raise
+    except Exception as exc:
         return False, type(exc).__name__
 
 
 def status(config: StackConfig) -> list[ServiceStatus]:
     """Health and URL of every service and worker."""
     checks = {
-        "postgres": (postgres.is_ready, f"postgresql://{config.host}:{config.ports.get('postgres')}"),
+        "postgres": (
+            postgres.is_ready,
+            f"postgresql://{config.host}:{config.ports.get('postgres')}",
+        ),
         "s3": (s3.is_ready, config.s3_url if config.ports else ""),
         "prefect": (proxy_prefect_ok, config.prefect_api_url if config.ports else ""),
         "mlflow": (mlflow_server.is_ready, config.mlflow_url if config.ports else ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 
 import httpx
@@ -100,10 +101,9 @@ def stop_all(config: StackConfig) -> list[str]:
     return [name for name in sorted(names) if procs.stop(config, name)]
 
 
-def _workers_online(config: StackConfig, pool: str) -> dict[str, str]:
-    user, _, password = prefect_server.client_env(config)["PREFECT_API_AUTH_STRING"].partition(
-        ":"
-    )
+def _workers_online(config: StackConfig, pool: str) -> dict[str, tuple[str, float]]:
+    """Worker name -> (status, last heartbeat as a Unix time) as the server sees them."""
+    user, _, password = prefect_server.client_env(config)["PREFECT_API_AUTH_STRING"].partition(":")
     response = httpx.post(
         f"{config.prefect_api_url}/work_pools/{pool}/workers/filter",
         json={},
@@ -112,12 +112,27 @@ def _workers_online(config: StackConfig, pool: str) -> dict[str, str]:
         timeout=5,
     )
     response.raise_for_status()
-    return {w["name"]: w.get("status") or "" for w in response.json()}
+    out = {}
+    for worker in response.json():
+        beat = worker.get("last_heartbeat_time")
+        when = dt.datetime.fromisoformat(beat).timestamp() if beat else 0.0
+        out[worker["name"]] = (worker.get("status") or "", when)
+    return out
+
+
+def _process_started(config: StackConfig, name: str) -> float | None:
+    tree = procs.service_tree(config, name)
+    return tree[0].create_time() if tree else None
 
 
 def heartbeat_ok(config: StackConfig, pool: str, name: str) -> bool:
-    """Whether the server lists worker ``name`` of ``pool`` as ONLINE."""
-    return _workers_online(config, pool).get(name) == "ONLINE"
+    """Whether the running worker process ``name`` has sent a heartbeat since it started.
+
+    A record left ONLINE by a previous process of the same name does not count.
+    """
+    started = _process_started(config, name)
+    state, beat = _workers_online(config, pool).get(name, ("", 0.0))
+    return started is not None and state == "ONLINE" and beat >= started - 1.0
 
 
 def status(config: StackConfig) -> list:
@@ -125,20 +140,22 @@ def status(config: StackConfig) -> list:
     from pipelines.stack.stack import ServiceStatus
 
     rows = []
-    online: dict[str, dict[str, str]] = {}
+    online: dict[str, dict[str, tuple[str, float]]] = {}
     for name, pool in worker_specs(config):
         pid = procs.read_pid(config, name)
         if pool.name not in online:
             try:
                 online[pool.name] = _workers_online(config, pool.name) if pid else {}
-            except Exception:  # noqa: BLE001 - status reports, it does not raise
+            except Exception:
                 online[pool.name] = {}
-        state = online[pool.name].get(name, "")
+        state, beat = online[pool.name].get(name, ("", 0.0))
+        started = _process_started(config, name)
+        fresh = started is not None and beat >= started - 1.0
         rows.append(
             ServiceStatus(
                 name=name,
                 running=pid is not None,
-                healthy=pid is not None and state == "ONLINE",
+                healthy=pid is not None and state == "ONLINE" and fresh,
                 url=f"pool {pool.name}",
                 pid=pid,
                 log=str(procs.log_file(config, name)),

@@ -73,7 +73,9 @@ def smoke_train(root: str, tag: str, n: int = 200) -> float:
     cutpoints = [(means[0] + means[1]) / 2, (means[1] + means[2]) / 2]
     predicted = np.searchsorted(cutpoints, scores)
     mae = float(np.abs(predicted - labels).mean())
-    workdir = Path(tempfile.mkdtemp(prefix=f"smoke-{tag}-", dir=resources_dir(root).parent))
+    scratch = resources_dir(root).parent
+    scratch.mkdir(parents=True, exist_ok=True)  # the provision flow may not have run yet
+    workdir = Path(tempfile.mkdtemp(prefix=f"smoke-{tag}-", dir=scratch))
     try:
         (workdir / "cutpoints.json").write_text(json.dumps(cutpoints))
         mlflow.set_experiment("stack-smoke")
