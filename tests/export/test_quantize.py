@@ -35,9 +35,7 @@ def trained_fp32(tmp_path_factory):
 def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
     exported, storage, records = trained_fp32
     calibration = CalibrationSet(records[:120], "keywords", "a" * 64, "b" * 64)
-    int8_path, _ = quantize_onnx(
-        exported.directory, calibration, "kw", spec=spec, storage=storage
-    )
+    int8_path, _ = quantize_onnx(exported.directory, calibration, "kw", spec=spec, storage=storage)
     assert (
         int8_path.parent.name == "int8"
         and int8_path.stat().st_size < exported.onnx_path.stat().st_size
