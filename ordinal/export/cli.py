@@ -134,7 +134,10 @@ def parity_recheck_cmd(
 def quantize_cmd(
     experiment: Annotated[str, typer.Argument(help="Experiment whose fp32/ model to quantise")],
     calibration: Annotated[str, typer.Option(help="Dataset whose stored calibration set to use")],
-    mode: Annotated[str, typer.Option(help="static (calibrated) or dynamic")] = "static",
+    preset: Annotated[
+        str,
+        typer.Option(help="fused (static MatMul + fused QAttention, the default), static, dynamic"),
+    ] = "fused",
     data: Annotated[
         Path | None, typer.Option(help="Held-out CSV/JSONL for the accuracy gate")
     ] = None,
@@ -163,11 +166,19 @@ def quantize_cmd(
             f"[red]no FP32 model for experiment {experiment!r}: run `ordinal export` first[/]"
         )
         raise typer.Exit(2)
-    spec = QuantizeSpec.dynamic() if mode == "dynamic" else QuantizeSpec.avx512_vnni()
+    presets = {
+        "static": QuantizeSpec.avx512_vnni,
+        "fused": QuantizeSpec.fused_vnni,
+        "dynamic": QuantizeSpec.dynamic,
+    }
+    if preset not in presets:
+        console.print(f"[red]unknown preset {preset!r}; choose one of {sorted(presets)}[/]")
+        raise typer.Exit(2)
+    spec = presets[preset]()
     cal = load_calibration_set(calibration, store)
     int8, _ = quantize_onnx(fp32.parent, cal, experiment, spec=spec, storage=store, progress=_say)
     report = evaluate_int8(fp32, int8, _records(data, demo_size, demo_seed), spec)
-    table = Table(title=f"INT8 ({mode}) vs FP32 on {report.num_samples} held-out samples")
+    table = Table(title=f"INT8 ({preset}) vs FP32 on {report.num_samples} held-out samples")
     for column in ("", "MAE", "QWK", "accuracy", f"latency ms (batch {spec.latency_batch})"):
         table.add_column(column)
     for name in ("fp32", "int8"):

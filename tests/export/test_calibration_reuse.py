@@ -63,13 +63,14 @@ def test_quantize_command_end_to_end(store_with_calibration, monkeypatch):
     # The tiny model predicts little, so the gate may fail on MAE; what matters here is
     # that the calibration set was reused and recorded.
     assert result.exit_code in (0, 1), result.output
-    assert "INT8 (static) vs FP32 on 200 held-out samples" in result.output
+    assert "INT8 (fused) vs FP32 on 200 held-out samples" in result.output
     manifest = load_verified_manifest(
         store,
         layout.join(layout.onnx_dir("reviews-int8", "int8"), layout.MANIFEST_NAME),
         phase="quantize",
     )
     assert manifest.parameters["calibration_dataset"] == "reviews"
+    assert manifest.parameters["quantization"]["attention"] == "dynamic"
     assert manifest.record_counts["calibration_samples"] == 200
     assert manifest.parameters["calibration_manifest_sha256"] == sha256_bytes(
         store.get_bytes(layout.calibration_manifest("reviews"))

@@ -30,7 +30,9 @@ def trained_fp32(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "spec", [QuantizeSpec.avx512_vnni(), QuantizeSpec.dynamic()], ids=["static", "dynamic"]
+    "spec",
+    [QuantizeSpec.avx512_vnni(), QuantizeSpec.fused_vnni(), QuantizeSpec.dynamic()],
+    ids=["static", "fused-static", "dynamic"],
 )
 def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
     exported, storage, records = trained_fp32
@@ -49,6 +51,7 @@ def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
         storage, layout.join(layout.onnx_dir("kw", "int8"), layout.MANIFEST_NAME), phase="quantize"
     )
     assert stored.parameters["quantization"]["mode"] == spec.mode
+    assert stored.parameters["quantization"]["fuse_graph"] == spec.fuse_graph
     assert stored.parameters["calibration_manifest_sha256"] == "a" * 64
     assert stored.record_counts["calibration_samples"] == 120
     assert stored.inputs[0].role == "fp32-model"
@@ -75,3 +78,10 @@ def test_calibration_smaller_than_100_is_refused(trained_fp32):
         quantize_onnx(
             exported.directory, CalibrationSet(records[:99], "keywords"), "kw", storage=storage
         )
+
+
+def test_fused_spec_is_validated():
+    with pytest.raises(ValueError, match="attention='dynamic' needs fuse_graph=True"):
+        QuantizeSpec(attention="dynamic")
+    with pytest.raises(ValueError, match="mode='dynamic' quantises Attention through op_types"):
+        QuantizeSpec(mode="dynamic", fuse_graph=True, attention="dynamic")
