@@ -316,10 +316,9 @@ def load_ordinal_model(directory: str | Path) -> PreTrainedModel:
         **section.get("options", {}),
     )
     decoder = get_ordinal_decoder(model)
-    decoder.load_config_state(section)
+    state: dict[str, torch.Tensor] = {}
     weights = directory / "model.safetensors"
     if weights.is_file():
-        # The exact float32 parameters beat the JSON round trip of the derived cutpoints.
         prefix = DECODER_ATTR + "."
         with safe_open(str(weights), framework="pt") as handle:
             state = {
@@ -327,8 +326,11 @@ def load_ordinal_model(directory: str | Path) -> PreTrainedModel:
                 for key in handle.keys()  # noqa: SIM118 - safe_open has no __iter__
                 if key.startswith(prefix)
             }
-        if state:
-            decoder.load_state_dict(state)
+    if state:
+        # The exact float32 parameters beat the JSON round trip of the derived cutpoints.
+        decoder.load_state_dict(state)
+    else:
+        decoder.load_config_state(section)
     model.config.ordinal = {**section, **decoder.config_state()}
     return model
 

@@ -169,3 +169,21 @@ def test_presets_resolve_offline():
     assert resolve_model("vit-tiny").source.model_type == "vit"
     assert resolve_model("bert-tiny").processor is not None
     assert resolve_model(minilm_path()).source == minilm_path()
+
+
+def test_a_gap_collapsed_to_its_floor_saves_and_loads(tmp_path):
+    """A class absent from training drives its gap to the floor; the model must still load."""
+    model = build_ordinal_model(FAMILY_CONFIGS["bert"](), 4, head="cumulative_link").eval()
+    thresholds = get_ordinal_decoder(model).thresholds
+    with torch.no_grad():
+        thresholds.first.fill_(30.0)
+        thresholds.raw_gaps.copy_(torch.tensor([-16.0, -14.0]))
+    save_ordinal_model(model, tmp_path)
+    reloaded = load_ordinal_model(tmp_path).eval()
+    torch.testing.assert_close(
+        get_ordinal_decoder(reloaded).cutpoints, thresholds(), rtol=0, atol=0
+    )
+    # and the JSON cutpoints alone (what the export reads) rebuild a valid decoder
+    decoder = get_head_class("cumulative_link").decoder_cls(4)
+    decoder.load_config_state(reloaded.config.ordinal)
+    assert (decoder.cutpoints[1:] > decoder.cutpoints[:-1]).all()

@@ -11,6 +11,7 @@ import torch
 from transformers import DataCollatorWithPadding, TrainingArguments
 
 from ordinal import (
+    CheckpointError,
     DegenerateLabelsWarning,
     OrdinalRegressionTrainer,
     TextOrdinalDataset,
@@ -202,3 +203,30 @@ def test_dataset_and_spec_errors(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert TrainSpec(head="coral").head_options == {}
+
+
+def test_predict_without_labels_still_returns_probabilities(tiny, tmp_path):
+    trainer = _trainer(tiny, tmp_path, keyword_records(24))
+    encodings = trainer.eval_dataset.encodings
+
+    class Unlabelled(torch.utils.data.Dataset):
+        def __len__(self):
+            return 24
+
+        def __getitem__(self, index):
+            return {key: values[index] for key, values in encodings.items()}
+
+    output = trainer.predict(Unlabelled())
+    assert output.predictions.shape == (24, 5)
+    np.testing.assert_allclose(output.predictions.sum(1), 1.0, atol=1e-5)
+
+
+def test_resuming_with_another_head_or_link_is_refused(tmp_path):
+    records = keyword_records(48, seed=5)
+    spec = TrainSpec.quick(output_dir=tmp_path, max_steps=2, save_steps=2, eval_each_epoch=False)
+    train_ordinal_model(spec, records)
+    changed = spec.model_copy(update={"link": "probit"})
+    with pytest.raises(
+        CheckpointError, match=r"trained with link='logit', this run asks for 'probit'"
+    ):
+        train_ordinal_model(changed, records)

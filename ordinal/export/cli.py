@@ -86,6 +86,9 @@ def parity_cmd(
     except ParityError as exc:
         console.print(f"[bold red]parity FAILED[/]: {exc}")
         raise typer.Exit(1) from None
+    except (ValueError, FileNotFoundError) as exc:  # too few samples, bad graph or inputs
+        console.print(f"[bold red]parity not run[/]: {exc}")
+        raise typer.Exit(2) from None
     _parity_table(report)
 
 
@@ -107,7 +110,7 @@ def parity_recheck_cmd(
     models_root: Annotated[Path, typer.Argument(help="A models/onnx folder, or one model.onnx")],
 ) -> None:
     """Re-check retained models against their stored parity references (dependency drift)."""
-    from ordinal.export.errors import ParityError
+    from ordinal.export.errors import GraphError, ParityError
     from ordinal.export.parity import ParitySpec, recheck_parity
 
     paths = (
@@ -123,7 +126,7 @@ def parity_recheck_cmd(
         try:
             report = recheck_parity(path, ParitySpec(non_production=True))
             console.print(f"[green]ok[/]   {path} ({report.num_samples} samples)")
-        except (ParityError, FileNotFoundError) as exc:
+        except (ParityError, FileNotFoundError, GraphError) as exc:
             failed += 1
             console.print(f"[red]FAIL[/] {path}: {exc}")
     if failed:

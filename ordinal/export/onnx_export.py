@@ -63,7 +63,7 @@ class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     task: Literal["text-classification", "image-classification"]
-    opset: int = Field(18, ge=14, le=21)
+    opset: int = Field(18, ge=15, le=21)  # the decoder graph's Shape(start, end) needs 15
     optimize: Literal["O1", "O2", "O3", "O4"] | None = None
     dynamic_axes: dict[str, list[str]] = Field(default_factory=dict)
     constant_folding: bool = True
@@ -233,7 +233,12 @@ def export_onnx(
         _run_optimum(model_dir, work / "optimum", config)
         say("appending the ordinal decoder graph")
         backbone = load_onnx(work / "optimum" / MODEL_FILE)
-        merged = merge_decoder(backbone, section)
+        try:
+            merged = merge_decoder(backbone, section)
+        except ExportError:
+            raise
+        except Exception as exc:
+            raise ExportError(f"appending the decoder graph failed: {exc}") from None
         stage = work / "fp32"
         stage.mkdir()
         onnx.save(merged, str(stage / MODEL_FILE))
@@ -253,6 +258,8 @@ def export_onnx(
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, stage / name)
         say(f"writing {prefix}/")
+        # A re-export replaces the folder: no stale parity reference or asset survives.
+        storage.delete_prefix(prefix)
         outputs = []
         for path in sorted(stage.iterdir()):
             digest = storage.put_file(path, layout.join(prefix, path.name))

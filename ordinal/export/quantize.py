@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ordinal import metrics
 from ordinal.artifacts import layout
+from ordinal.artifacts.checksums import sha256_file
 from ordinal.artifacts.manifest import FileEntry, Manifest, new_manifest, write_manifest
 from ordinal.artifacts.storage import Storage, open_storage, staging_dir
 from ordinal.export.errors import QuantizationError
@@ -388,26 +389,30 @@ def quantize_onnx(
         for name in os.listdir(fp32_dir):
             if name not in (MODEL_FILE, layout.MANIFEST_NAME) and (fp32_dir / name).is_file():
                 (stage / name).write_bytes((fp32_dir / name).read_bytes())
+        storage.delete_prefix(prefix)  # a re-run replaces the folder, nothing stale survives
         outputs = []
         for path in sorted(stage.iterdir()):
             digest = storage.put_file(path, layout.join(prefix, path.name))
             outputs.append(
                 FileEntry.from_digest(digest, role="model" if path.name == MODEL_FILE else "asset")
             )
-    fp32_digest = (
-        FileEntry.from_digest(
-            storage.sha256(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE)),
-            role="fp32-model",
-        )
-        if storage.exists(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE))
-        else None
+    # Provenance of the graph actually quantised (which may live outside this experiment).
+    fp32_key = layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE)
+    stored = storage.local_path(fp32_key)
+    same = stored is not None and stored.resolve() == fp32_path.resolve()
+    digest = sha256_file(fp32_path)
+    fp32_digest = FileEntry(
+        path=fp32_key if same else str(fp32_path.resolve()),
+        sha256=digest.sha256,
+        size=digest.size,
+        role="fp32-model",
     )
     manifest = new_manifest(
         phase="quantize",
         dataset=calibration.dataset,
         version="calibration",
         experiment_id=experiment,
-        inputs=[fp32_digest] if fp32_digest else [],
+        inputs=[fp32_digest],
         outputs=outputs,
         record_counts={"calibration_samples": len(calibration.records)},
         parameters={

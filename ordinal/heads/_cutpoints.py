@@ -104,8 +104,13 @@ class OrderedCutpoints(nn.Module):
         exact = values.double()
         running = exact[0].abs()
         soft = []
-        for gap in (exact[1:] - exact[:-1]).tolist():
+        for k, gap in enumerate((exact[1:] - exact[:-1]).tolist(), start=1):
             part = gap - self.min_gap - REL_GAP * float(running)
+            # Cutpoints saved from a model whose gap sat at its floor come back a few float32
+            # ulps short of it: treat that as the floor, refuse anything clearly below.
+            rounding = 4 * torch.finfo(torch.float32).eps * max(1.0, abs(float(exact[k])))
+            if 0 < gap and -rounding < part <= 0:
+                part = 1e-12
             if part <= 0:
                 raise ValueError(
                     f"cutpoints must increase by more than min_gap={self.min_gap} "

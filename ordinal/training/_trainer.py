@@ -131,9 +131,10 @@ class OrdinalRegressionTrainer(Trainer):
             )
 
     def create_optimizer(self) -> torch.optim.Optimizer:
-        """The Trainer's optimizer, with the decoder in a group of its own rate."""
+        """The Trainer's optimizer, with the decoder in a group of its own: no weight decay
+        (it would pull the cutpoint gaps towards softplus(0)), rate ``head_learning_rate``."""
         decoder_params = [p for p in self.decoder.parameters() if p.requires_grad]
-        if self.optimizer is None and self.head_learning_rate is not None and decoder_params:
+        if self.optimizer is None and decoder_params:
             skip = {id(p) for p in decoder_params}
             decay = set(self.get_decay_parameter_names(self.model))
             named = [
@@ -147,7 +148,11 @@ class OrdinalRegressionTrainer(Trainer):
                     "weight_decay": self.args.weight_decay,
                 },
                 {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
-                {"params": decoder_params, "weight_decay": 0.0, "lr": self.head_learning_rate},
+                {
+                    "params": decoder_params,
+                    "weight_decay": 0.0,
+                    "lr": self.head_learning_rate or self.args.learning_rate,
+                },
             ]
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
                 self.args, self.model
@@ -172,6 +177,22 @@ class OrdinalRegressionTrainer(Trainer):
         if not return_outputs:
             return loss
         return loss, {"loss": loss, "probs": decoder(scores).probs}
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Class probabilities (batch, K) as predictions, with or without labels."""
+        if "labels" in inputs:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            scores = model(**inputs).logits
+            probs = get_ordinal_decoder(model)(scores).probs
+        return None, (None if prediction_loss_only else probs), None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add cutpoints and throughput to training logs, then log as usual."""

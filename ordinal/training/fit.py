@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ import torch
 from transformers import DataCollatorWithPadding, TrainerCallback, TrainingArguments, set_seed
 
 from ordinal.config import TrainSpec
+from ordinal.exceptions import CheckpointError
 from ordinal.models import (
     backbone_family,
     build_ordinal_model,
@@ -68,6 +70,17 @@ def _dataset(records: Sequence[dict[str, Any]], modality: str, processor: Any, s
     if modality == "text":
         return TextOrdinalDataset([r["text"] for r in records], labels, processor, spec.max_length)
     return ImageOrdinalDataset([r["image"] for r in records], labels, processor)
+
+
+def _check_resumable(checkpoint: Path, section: dict[str, Any]) -> None:
+    """Refuse a checkpoint of another head, link or class count: the weights would load."""
+    saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("ordinal", {})
+    for key in ("head", "num_classes", "link"):
+        if saved.get(key) != section.get(key):
+            raise CheckpointError(
+                f"{checkpoint} was trained with {key}={saved.get(key)!r}, this run asks for "
+                f"{section.get(key)!r}; use another output_dir or resume=False"
+            )
 
 
 def training_arguments(spec: TrainSpec, checkpoint_dir: Path, has_eval: bool) -> TrainingArguments:
@@ -142,8 +155,10 @@ def train_ordinal_model(
     train_ds = _dataset(train_records, modality, resolved.processor, spec)
     eval_ds = _dataset(eval_records, modality, resolved.processor, spec) if eval_records else None
     if spec.init_cutpoints_from_labels:
-        prior = torch.bincount(torch.tensor(train_ds.labels), minlength=spec.num_classes)
-        if prior.numel() == spec.num_classes:  # out-of-range labels are reported by the trainer
+        labels = torch.tensor(train_ds.labels)
+        # Out-of-range labels are skipped here and reported clearly by the trainer.
+        if int(labels.min()) >= 0 and int(labels.max()) < spec.num_classes:
+            prior = torch.bincount(labels, minlength=spec.num_classes)
             get_ordinal_decoder(model).init_from_class_prior(prior.float())
 
     output_dir = Path(spec.output_dir)
@@ -161,6 +176,7 @@ def train_ordinal_model(
     )
     resume = latest_checkpoint(checkpoint_dir) if spec.resume else None
     if resume is not None:
+        _check_resumable(resume, model.config.ordinal)
         log.info("resuming from %s", resume)
     with _mlflow_run(spec) as run_id:
         started = time.perf_counter()

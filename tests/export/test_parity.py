@@ -117,3 +117,13 @@ def test_production_parity_on_the_real_minilm(tmp_path):
     assert report.passed and not report.non_production
     assert report.num_samples == 500
     assert report.title == "Parity report: ONNX Runtime vs PyTorch"
+
+
+def test_re_export_replaces_the_folder(exported, held_out, export_home):
+    model_dir, result = exported["roberta-corn"]
+    check_parity(model_dir, result.onnx_path, held_out[:10], ParitySpec.smoke())
+    assert (result.onnx_path.parent / "parity" / "reference.npz").is_file()
+    again = export_onnx(model_dir, "roberta-corn", storage=open_storage(str(export_home / "store")))
+    assert not (again.onnx_path.parent / "parity" / "reference.npz").exists()  # nothing stale
+    with pytest.raises(FileNotFoundError, match="no stored parity reference"):
+        recheck_parity(again.onnx_path)
