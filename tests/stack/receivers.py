@@ -10,7 +10,23 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class WebhookReceiver:
+class _ServedInThread:
+    """Runs ``self.server`` in a daemon thread for the duration of a ``with`` block."""
+
+    server: socketserver.BaseServer
+
+    def __enter__(self):  # the concrete receiver
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+class WebhookReceiver(_ServedInThread):
     """Collects JSON bodies POSTed to ``url``."""
 
     def __init__(self) -> None:
@@ -30,19 +46,9 @@ class WebhookReceiver:
         self.received = received
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> WebhookReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
 
 
-class SMTPReceiver:
+class SMTPReceiver(_ServedInThread):
     """A minimal SMTP server (RFC 5321 subset) that keeps every message it receives."""
 
     def __init__(self) -> None:
@@ -81,13 +87,3 @@ class SMTPReceiver:
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SMTPReceiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
