@@ -50,6 +50,10 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest --cov=ordinal --cov-report=term --cov-fail-under=85 --doctest-modules ordinal tests
 	$(BIN)/coverage report --include='ordinal/training/*' --fail-under=90
+	# Every notebook with its default parameters, 01..07 in order (they chain), then research/.
+	tmp=$$(mktemp -d) && ORDINAL_HOME=$$tmp PREFECT_HOME=$$tmp/prefect \
+	  $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks; \
+	  status=$$?; rm -rf $$tmp; exit $$status
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=. --ServerApp.ip=127.0.0.1

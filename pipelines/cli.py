@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from ordinal.cli import app as library_app
+from ordinal.paths import state_dir
 from pipelines.stack.cli import stack_app
 
 app = typer.Typer(
@@ -19,24 +23,102 @@ app.add_typer(stack_app, name="stack", help="The control-plane stack: up, down, 
 console = Console()
 
 
+def prefect_defaults() -> None:
+    """Embedded defaults for Prefect: its home (temporary API database, results) in the state
+    folder rather than ``~/.prefect``, no analytics. Set before Prefect is imported."""
+    os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _parse_sets(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"run {summary['run_id']}: {summary['status']}", header_style="bold")
+    for column in ("step", "status", "seconds", "where"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for record in summary["steps"]:
+        table.add_row(record["step"], record["status"], f"{record['seconds']:.1f}", record["where"])
+    table.add_row("total", "", f"{summary['seconds']:.1f}", "")
+    return table
+
+
+def _print_where(summary: dict[str, Any]) -> None:
+    run_dir = Path(summary["run_dir"])
+    # Plain prints: paths must stay on one line so they can be copied from the terminal.
+    print(f"index page:   {summary['index']}")
+    for step, key in (("train", "model_dir"), ("export", "onnx_path"), ("quantize", "int8_path")):
+        path = run_dir / step / "outputs.json"
+        if path.is_file():
+            print(f"{step + ':':<13} {json.loads(path.read_text())[key]}")
+    uri = summary.get("tracking_uri") or ""
+    print(f"MLflow run:   {summary['mlflow_run']}")
+    if uri and not uri.startswith(("http://", "https://")):
+        print(f"open the MLflow UI with: .venv/bin/mlflow ui --backend-store-uri {uri}")
+
+
 @app.command("run")
 def run(
-    output_dir: Annotated[
-        Path, typer.Option(help="Where the run's model and checkpoints go")
-    ] = Path("runs/demo"),
-    demo_size: Annotated[int, typer.Option(help="Demo reviews to generate")] = 3000,
-    epochs: Annotated[float, typer.Option(help="Training epochs")] = 2.0,
+    source: Annotated[str, typer.Option(help="Approved source (demo-shapes-large: images)")] = (
+        "demo-reviews"
+    ),
+    model: Annotated[str, typer.Option(help="minilm, bert-tiny, vit-tiny or a folder")] = "",
     head: Annotated[str, typer.Option(help="cumulative_link, coral or corn")] = "cumulative_link",
-    model: Annotated[str, typer.Option(help="minilm or a model directory")] = "minilm",
+    epochs: Annotated[float, typer.Option(help="Training epochs")] = 2.0,
+    max_steps: Annotated[int, typer.Option(help="Stop training after N steps (-1: epochs)")] = -1,
+    compute: Annotated[str, typer.Option(help="auto, worker or in-process")] = "auto",
+    run_id: Annotated[str, typer.Option(help="Run id; reuse one to resume a failed run")] = "",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other pipeline parameter, KEY=VALUE (repeatable)"),
+    ] = None,
 ) -> None:
-    """The main job on embedded defaults: fine-tune MiniLM on the demo reviews, evaluate."""
-    from pipelines.demo import run_demo
+    """Run the whole pipeline: ingest, preprocess, calibrate, train, export, parity, quantise.
 
-    run_demo(
-        output_dir=output_dir,
-        demo_size=demo_size,
-        epochs=epochs,
-        head=head,
-        model=model,
-        console=console,
-    )
+    Every step is a notebook executed with papermill by a Prefect task, rendered to HTML and
+    tracked in MLflow; the run ends with an index page for reviewers.
+    """
+    prefect_defaults()
+    from pipelines.errors import StepParametersError
+    from pipelines.flow import PipelineParams, check_params, ordinal_pipeline
+
+    values = {
+        "source": source,
+        "model": model,
+        "head": head,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "compute": compute,
+        "run_id": run_id,
+        **_parse_sets(set_ or []),
+    }
+    try:
+        params = check_params(values)
+    except StepParametersError as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.rule(f"ordinal pipeline: run {params.run_id}")
+    failure: BaseException | None = None
+    try:
+        summary = ordinal_pipeline(params)
+    except Exception as exc:  # the summary on disk still tells what ran and where it failed
+        failure = exc
+        summary_path = PipelineParams.run_dir(params) / "summary.json"
+        if not summary_path.is_file():
+            raise
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    console.print(_summary_table(summary))
+    _print_where(summary)
+    if failure is not None:
+        console.print(
+            f"[bold red]run failed:[/] {type(failure).__name__}: {failure}", soft_wrap=True
+        )
+        raise typer.Exit(1)

@@ -61,28 +61,6 @@ def test_train_rejects_a_link_for_corn(tmp_path):
     assert "only applies to head='cumulative_link'" in str(result.exception)
 
 
-def test_run_is_the_main_job_on_embedded_defaults(tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "run",
-            "--model",
-            "bert-tiny",
-            "--demo-size",
-            "80",
-            "--epochs",
-            "1",
-            "--output-dir",
-            str(tmp_path / "demo"),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert "Demo run: held-out evaluation" in result.output
-    assert "MLflow store: sqlite:///" in result.output
-    assert "mlflow ui --backend-store-uri" in result.output
-    assert (tmp_path / "demo" / "model" / "config.json").is_file()
-
-
 def test_read_text_records_errors_name_the_file_and_record(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such data file"):
         read_text_records(tmp_path / "missing.csv")

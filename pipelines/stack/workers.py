@@ -64,6 +64,9 @@ def spec(config: StackConfig, name: str, pool: pools.PoolSpec) -> procs.ProcessS
             pool.type,
             "--limit",
             str(pool.worker_limit),
+            # Only the declared queues: per-run queues (``run-*``) belong to the run's own
+            # worker (pipelines.provisioning), never to a long-lived one.
+            *(arg for queue in pool.queues for arg in ("--work-queue", queue.name)),
         ],
         env=worker_env(config),
         # SIGINT: the worker stops polling and lets its flow-run subprocesses finish/cancel.

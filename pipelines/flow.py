@@ -1,0 +1,349 @@
+"""The pipeline flow: ingest -> preprocess -> calibrate -> provision -> train -> export ->
+parity -> quantise -> teardown, every step the generic ``run_notebook`` task.
+
+Parameters are one pydantic model, :class:`PipelineParams`; every step's parameters are
+derived and validated **before** the first step starts, so a bad value fails in a second,
+not after training. Teardown runs on every completion path: success, a failed step, a
+cancellation or a crash (``finally`` in the flow, plus Prefect's cancellation and crash
+hooks, which tear down from the state file the provisioner keeps).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import ordinal
+from ordinal.artifacts.manifest import git_state
+from ordinal.data.sources import load_registry
+from ordinal.paths import state_dir
+from pipelines.errors import PipelineError, StepParametersError
+from pipelines.notebooks import StepResult, validate_params
+from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
+from pipelines.report import write_index
+from pipelines.steps import STEPS, StepParams
+from pipelines.tasks import run_notebook
+from pipelines.tracking import Tracking, end_pipeline_run, run_url, start_pipeline_run
+
+__all__ = ["PipelineParams", "PipelineSummary", "StepRecord", "ordinal_pipeline", "plan_steps"]
+
+log = logging.getLogger(__name__)
+
+# Per-modality defaults, so the image pipeline is one parameter away: --source demo-shapes...
+_MODEL_DEFAULTS = {"text": ("minilm", 5e-5), "image": ("vit-tiny", 1e-3)}
+_TINY_LR = 1e-3
+
+
+class PipelineParams(BaseModel):
+    """Parameters of one pipeline run (``ordinal run --help`` lists the same)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field("demo-reviews", description="Approved source to ingest")
+    registry: str = Field("", description="Approved-source registry; '' is the project's")
+    model: str = Field("", description="minilm, bert-tiny, vit-tiny or a folder; '' by modality")
+    head: str = Field("cumulative_link", description="Ordinal head")
+    link: Literal["", "logit", "probit", "cloglog"] = ""
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int = Field(-1, description="Stop training after this many steps; -1: epochs")
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(0.0, ge=0, description="0 picks the model's default")
+    max_length: int = Field(64, ge=2)
+    seed: int = 0
+    checkpoint_interval_seconds: float = Field(300.0, gt=0)
+    calibration_size: int = Field(200, ge=100, le=500)
+    parity_samples: int = Field(500, ge=1)
+    non_production: bool = Field(False, description="Allow a parity run on < 500 samples")
+    quantize_preset: Literal["fused", "static", "dynamic"] = "fused"
+    storage: str = Field("", description="Storage root URL; '' is the local store")
+    run_id: str = Field("", pattern=r"^[a-z0-9-]*$", description="'' makes one from the time")
+    runs_root: str = Field("", description="Where run folders go; '' is <state>/runs")
+    provisioner: Literal["local"] = "local"
+    compute: Literal["auto", "worker", "in-process"] = "auto"
+    train_retries: int = Field(1, ge=0, le=5, description="Retries of the training step")
+    experiment: str = Field("ordinal-pipeline", min_length=1, description="MLflow experiment")
+    tracking_uri: str = Field("", description="MLflow tracking URI; '' is the local store")
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, value: str) -> str:
+        from ordinal.heads import available_heads  # torch: only when a head is checked
+
+        if value not in available_heads():
+            raise ValueError(f"unknown head {value!r}; choose one of {available_heads()}")
+        return value
+
+    def with_run_id(self) -> PipelineParams:
+        """A copy with ``run_id`` filled in (UTC time, to the second)."""
+        if self.run_id:
+            return self
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        return self.model_copy(update={"run_id": f"run-{stamp}"})
+
+    def run_dir(self) -> Path:
+        """This run's folder."""
+        root = Path(self.runs_root) if self.runs_root else state_dir() / "runs"
+        return (root / self.with_run_id().run_id).resolve()
+
+
+@dataclass
+class StepRecord:
+    """One line of the run summary."""
+
+    step: str
+    status: str = "pending"
+    seconds: float = 0.0
+    where: str = "control"
+    notebook: str | None = None
+    html: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PipelineSummary:
+    """What a pipeline run did, step by step; also written as ``summary.json``."""
+
+    run_id: str
+    run_dir: str
+    status: str
+    compute: str
+    steps: list[StepRecord]
+    index: str
+    tracking_uri: str | None
+    mlflow_run: str | None
+    seconds: float
+    teardown: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def _dataset_of(params: PipelineParams) -> tuple[str, str, str]:
+    registry = load_registry(params.registry or None)
+    spec = registry.get(params.source)
+    kind = "image" if spec.format == "image_folder" else "text"
+    return spec.dataset, spec.version, kind
+
+
+def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
+    """Every step's parameters, validated now: a bad value fails before any step runs.
+
+    Raises
+    ------
+    StepParametersError
+        Naming the step and each field problem.
+    """
+    params = params.with_run_id()
+    run_dir = str(params.run_dir())
+    dataset, version, kind = _dataset_of(params)
+    model, lr = _MODEL_DEFAULTS[kind]
+    model = params.model or model
+    if not params.learning_rate and model in ("bert-tiny", "vit-tiny"):
+        lr = _TINY_LR
+    common = {"run_dir": run_dir, "storage": params.storage}
+    data = {**common, "dataset": dataset, "version": version}
+    raw = {
+        "ingest": {**common, "source": params.source, "registry": params.registry},
+        "preprocess": data,
+        "calibrate": {**data, "size": params.calibration_size, "seed": params.seed},
+        "train": {
+            **data,
+            "model": model,
+            "head": params.head,
+            "link": params.link,
+            "epochs": params.epochs,
+            "max_steps": params.max_steps,
+            "batch_size": params.batch_size,
+            "learning_rate": params.learning_rate or lr,
+            "max_length": params.max_length,
+            "seed": params.seed,
+            "checkpoint_interval_seconds": params.checkpoint_interval_seconds,
+        },
+        "export": {**common, "experiment": params.run_id},
+        "parity": {
+            **data,
+            "num_samples": params.parity_samples,
+            "non_production": params.non_production,
+        },
+        "quantize": {
+            **data,
+            "experiment": params.run_id,
+            "preset": params.quantize_preset,
+            "num_samples": params.parity_samples,
+        },
+    }
+    return {name: validate_params(name, values) for name, values in raw.items()}
+
+
+def check_params(values: dict[str, Any] | PipelineParams) -> PipelineParams:
+    """Validate flow parameters (and every step's) before anything runs."""
+    if isinstance(values, PipelineParams):
+        params = values
+    else:
+        try:
+            params = PipelineParams.model_validate(values)
+        except ValidationError as exc:
+            raise StepParametersError.from_validation("the pipeline", exc) from None
+    params = params.with_run_id()
+    try:
+        plan_steps(params)
+    except ordinal.OrdinalError as exc:
+        if isinstance(exc, StepParametersError):
+            raise
+        raise StepParametersError("the pipeline", [("source", str(exc))]) from None
+    return params
+
+
+def _teardown_hook(flow: Any, flow_run: Any, state: Any) -> None:
+    """Prefect crash/cancellation hook: tear down from the provisioner's state file."""
+    try:
+        params = PipelineParams.model_validate(flow_run.parameters.get("params") or {})
+    except ValidationError:
+        return
+    if params.run_id:
+        report = teardown_from_state(params.run_dir() / "provision" / "state.json")
+        logging.getLogger("ordinal.pipeline").warning("teardown after %s: %s", state.name, report)
+
+
+def _record(record: StepRecord, result: StepResult) -> None:
+    record.status = "completed"
+    record.seconds = result.seconds
+    record.notebook, record.html = str(result.notebook), str(result.html)
+    record.metrics = result.metrics
+    record.artifacts = [str(p) for p in result.artifacts]
+    record.mlflow_run_id = result.mlflow_run_id
+
+
+def _fail(record: StepRecord, exc: BaseException, started: float) -> None:
+    record.status = "failed"
+    record.seconds = time.perf_counter() - started
+    record.error = f"{type(exc).__name__}: {exc}"
+    for name in ("notebook", "html"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            setattr(record, name, str(value))
+
+
+@flow(
+    name="ordinal-pipeline",
+    description=(
+        "Ingest an approved source, preprocess, calibrate, provision compute, train, export "
+        "to ONNX, check parity, quantise to INT8, tear down. Parameters: see PipelineParams "
+        "(source, model, head, link, epochs, max_steps, batch_size, learning_rate, "
+        "calibration_size, parity_samples, quantize_preset, storage, run_id, provisioner, "
+        "compute, train_retries, experiment, tracking_uri) and docs/pipeline.md."
+    ),
+    on_crashed=[_teardown_hook],
+    on_cancellation=[_teardown_hook],
+    log_prints=True,
+)
+def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
+    """Run the whole pipeline; returns the run summary (also written beside the index page)."""
+    logger = get_run_logger()
+    params = params.with_run_id()
+    plan = plan_steps(params)
+    run_dir = params.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dataset, version, kind = _dataset_of(params)
+    git = git_state(Path(__file__).parent)
+    tracking: Tracking = start_pipeline_run(
+        params.run_id,
+        {**params.model_dump(mode="json"), "train.model": plan["train"].model},
+        tags={
+            "ordinal.run_id": params.run_id,
+            "ordinal.experiment_id": params.run_id,
+            "ordinal.dataset": f"{dataset}/{version}",
+            "ordinal.modality": kind,
+            "ordinal.version": ordinal.__version__,
+            "mlflow.source.git.commit": git.sha or "unknown",
+            "ordinal.git_dirty": str(git.dirty),
+        },
+        experiment=params.experiment,
+        tracking_uri=params.tracking_uri or None,
+    )
+    names = [*[*STEPS][:3], "provision", *[*STEPS][3:], "teardown"]
+    records = {name: StepRecord(name) for name in names}
+    provisioner = get_provisioner(params.provisioner, mode=params.compute)
+    target: ComputeTarget | None = None
+    status, started = "failed", time.perf_counter()
+    teardown: dict[str, Any] = {}
+    try:
+        for name in names:
+            if name == "teardown":
+                continue  # in finally, on every completion path
+            record, t0 = records[name], time.perf_counter()
+            logger.info("step %s: starting", name)
+            try:
+                if name == "provision":
+                    target = provisioner.provision(params.run_id, run_dir)
+                    record.status, record.where = "completed", target.description
+                    record.seconds = time.perf_counter() - t0
+                elif STEPS[name].compute:
+                    assert target is not None
+                    record.where = target.description
+                    retries = params.train_retries if name == "train" else 0
+                    values = plan[name].model_dump(mode="json")
+                    _record(record, target.run_step(name, values, tracking, params.run_id, retries))
+                    record.seconds = time.perf_counter() - t0  # the worker's round trip too
+                else:
+                    values = plan[name].model_dump(mode="json")
+                    _record(record, run_notebook(name, values, tracking, params.run_id))
+            except BaseException as exc:
+                _fail(record, exc, t0)
+                raise
+            logger.info("step %s: %s in %.1f s", name, record.status, record.seconds)
+        status = "completed"
+    finally:
+        t0 = time.perf_counter()
+        try:
+            teardown = provisioner.teardown()
+            records["teardown"].status = "completed"
+        except Exception as exc:  # report it, but never hide the step failure behind it
+            records["teardown"].status, records["teardown"].error = "failed", str(exc)
+            teardown = {"error": str(exc)}
+        records["teardown"].seconds = time.perf_counter() - t0
+        records["teardown"].where = target.description if target else "control"
+        for record in records.values():
+            if record.status == "pending":
+                record.status = "skipped"
+        summary = PipelineSummary(
+            run_id=params.run_id,
+            run_dir=str(run_dir),
+            status=status,
+            compute=target.description if target else "not provisioned",
+            steps=list(records.values()),
+            index=str(run_dir / "index.html"),
+            tracking_uri=tracking.tracking_uri,
+            mlflow_run=run_url(tracking),
+            seconds=time.perf_counter() - started,
+            teardown=teardown,
+        )
+        files = write_index(summary)
+        end_pipeline_run(
+            tracking,
+            "FINISHED" if status == "completed" else "FAILED",
+            {f"seconds_{r.step}": r.seconds for r in summary.steps}
+            | {"seconds_total": summary.seconds},
+            files,
+        )
+        logger.info("run %s %s; review it at %s", params.run_id, status, summary.index)
+    return summary.to_dict()
+
+
+def run_pipeline(values: dict[str, Any] | PipelineParams) -> dict[str, Any]:
+    """Validate, then run the flow; raises the failing step's error after teardown."""
+    params = check_params(values)
+    if not isinstance(params, PipelineParams):  # pragma: no cover - defensive
+        raise PipelineError("invalid parameters")
+    return ordinal_pipeline(params)

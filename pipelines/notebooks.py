@@ -1,0 +1,212 @@
+"""Execute one step's notebook with papermill, keep it, render it, check what it left.
+
+This is the engine under the generic ``run_notebook`` task (:mod:`pipelines.tasks`) and has
+no Prefect in it, so the benchmark and the tests can time and drive it directly. Whatever
+happens in the kernel, the executed ``.ipynb`` is kept and rendered to HTML (a failed cell
+shows its traceback there) before an error is raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+import ordinal
+from ordinal.runs import OUTPUTS_FILE, resolve_run_dir
+from pipelines.errors import MissingOutputsError, NotebookStepError, StepParametersError
+from pipelines.steps import Step, StepParams, get_step
+
+__all__ = [
+    "KERNEL_NAME",
+    "StepResult",
+    "cache_key",
+    "execute_step",
+    "render_html",
+    "validate_params",
+]
+
+log = logging.getLogger(__name__)
+
+# The native kernel of the interpreter running the pipeline: the same venv, no kernelspec
+# to install.
+KERNEL_NAME = "python3"
+NOTEBOOK_FILE = "notebook.ipynb"
+HTML_FILE = "notebook.html"
+
+
+@dataclass
+class StepResult:
+    """What one executed step produced (all paths absolute)."""
+
+    step: str
+    params: dict[str, Any]
+    notebook: Path
+    html: Path
+    outputs: dict[str, Any]
+    seconds: float
+    cache_key: str
+    timings: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The step's metrics under their stable names."""
+        return {k: float(v) for k, v in (self.outputs.get("metrics") or {}).items()}
+
+    @property
+    def artifacts(self) -> list[Path]:
+        """Files the step asks a reviewer to see (reports, manifests)."""
+        return [Path(p) for p in self.outputs.get("artifacts") or []]
+
+
+def validate_params(step: Step | str, params: StepParams | dict[str, Any]) -> StepParams:
+    """Check ``params`` against the step's model; every field problem is listed at once.
+
+    Raises
+    ------
+    StepParametersError
+        Unknown fields, wrong types or values out of range, before any kernel starts.
+    """
+    step = get_step(step) if isinstance(step, str) else step
+    if isinstance(params, step.params):
+        return params
+    if isinstance(params, StepParams):
+        params = params.model_dump()
+    try:
+        return step.params.model_validate(params)
+    except ValidationError as exc:
+        raise StepParametersError.from_validation(f"step {step.name!r}", exc) from None
+
+
+def cache_key(step: Step | str, params: StepParams) -> str:
+    """Idempotence key: the notebook's bytes, the parameters and the library version.
+
+    A changed notebook, parameter or ``ordinal`` release gives a new key, so an edited step
+    is never served from a cache.
+    """
+    step = get_step(step) if isinstance(step, str) else step
+    digest = hashlib.sha256()
+    digest.update(step.name.encode())
+    digest.update(hashlib.sha256(step.path.read_bytes()).digest())
+    digest.update(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
+    digest.update(ordinal.__version__.encode())
+    return f"{step.name}-{digest.hexdigest()[:32]}"
+
+
+def render_html(notebook: Path, html: Path) -> Path:
+    """Render an executed notebook to standalone HTML (errors and plots included)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    tmp = html.with_name(f".{html.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(html)
+    return html
+
+
+def _failure(exc: BaseException, notebook: Path) -> tuple[int | None, str, str]:
+    """(index of the failing cell in the *executed* notebook, error name, message)."""
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(exc, PapermillExecutionError):  # e.g. the kernel died
+        return None, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else ""
+    # papermill puts an error banner above the cells after it computed its index, so find
+    # the failing cell in what was written.
+    cells = nbformat.read(notebook, as_version=4).cells
+    for index, cell in enumerate(cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return index, exc.ename, exc.evalue
+    return exc.cell_index, exc.ename, exc.evalue
+
+
+def execute_step(
+    step: Step | str,
+    params: StepParams | dict[str, Any],
+    *,
+    kernel_name: str = KERNEL_NAME,
+    execution_timeout: float | None = None,
+    log_output: bool = False,
+) -> StepResult:
+    """Run ``step``'s notebook with ``params`` in the run folder ``params.run_dir``.
+
+    Writes ``{run_dir}/{step}/notebook.ipynb`` (executed, always kept) and
+    ``notebook.html``, then checks the step's declared outputs.
+
+    Raises
+    ------
+    StepParametersError
+        Before any kernel starts.
+    NotebookStepError
+        A cell raised or the kernel died; carries the cell index, error name and message.
+    MissingOutputsError
+        The notebook finished without writing what the step declares.
+    """
+    import papermill
+
+    step = get_step(step) if isinstance(step, str) else step
+    checked = validate_params(step, params)
+    run_dir = resolve_run_dir(checked.run_dir)
+    # Pass the resolved folder: the kernel's working directory must not change its meaning.
+    checked = checked.model_copy(update={"run_dir": str(run_dir)})
+    key = cache_key(step, checked)
+    out_dir = run_dir / step.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook, html = out_dir / NOTEBOOK_FILE, out_dir / HTML_FILE
+    # A previous attempt's outputs.json must not vouch for this one.
+    (out_dir / OUTPUTS_FILE).unlink(missing_ok=True)
+
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        papermill.execute_notebook(
+            str(step.path),
+            str(notebook),
+            parameters=checked.model_dump(mode="json"),
+            kernel_name=kernel_name,
+            cwd=str(out_dir),
+            progress_bar=False,
+            log_output=log_output,
+            execution_timeout=execution_timeout,
+        )
+    except Exception as exc:  # any failure: keep and render what ran, then raise typed
+        error = exc
+    executed = time.perf_counter()
+    if not notebook.is_file():  # the kernel never started: keep the parameterised input
+        papermill.execute_notebook(
+            str(step.path),
+            str(notebook),
+            parameters=checked.model_dump(mode="json"),
+            prepare_only=True,
+            kernel_name=kernel_name,
+            progress_bar=False,
+        )
+    render_html(notebook, html)
+    rendered = time.perf_counter()
+    if error is not None:
+        cell, ename, evalue = _failure(error, notebook)
+        raise NotebookStepError(step.name, cell, ename, evalue, notebook, html) from error
+
+    missing = [p for p in step.declared_outputs(run_dir) if not p.exists()]
+    if missing:
+        raise MissingOutputsError(step.name, missing)
+    outputs = json.loads((out_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
+    return StepResult(
+        step=step.name,
+        params=checked.model_dump(mode="json"),
+        notebook=notebook,
+        html=html,
+        outputs=outputs,
+        seconds=time.perf_counter() - started,
+        cache_key=key,
+        timings={"execute": executed - started, "render": rendered - executed},
+    )

@@ -1,0 +1,202 @@
+"""The one generic Prefect task, ``run_notebook``, and the flow a compute worker runs it in.
+
+Every step of the pipeline is this task with a different notebook and parameter model
+(style: one generic task, not one bespoke task per step). The task validates parameters
+before a kernel starts, executes with papermill, keeps and renders the notebook, logs both
+to MLflow as a nested run, checks the declared outputs, and publishes a markdown artifact
+so the Prefect UI shows a readable summary. Its cache key is :func:`pipelines.notebooks.
+cache_key`: a changed notebook is never served from cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import TaskRunContext
+
+from pipelines.errors import NotebookStepError, PipelineError
+from pipelines.notebooks import StepResult, cache_key, execute_step, validate_params
+from pipelines.tracking import Tracking, log_step
+
+__all__ = ["RESULT_FILE", "read_step_result", "run_compute_step", "run_notebook"]
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+
+
+def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    step = parameters["step"]
+    checked = validate_params(step, parameters["params"])
+    from ordinal.runs import resolve_run_dir
+
+    resolved = checked.model_copy(update={"run_dir": str(resolve_run_dir(checked.run_dir))})
+    return cache_key(step, resolved)
+
+
+def _markdown(result: StepResult | None, step: str, error: BaseException | None) -> str:
+    if result is None:
+        lines = [f"# {step}: failed", "", f"`{type(error).__name__}`: {error}"]
+        if isinstance(error, NotebookStepError) and error.html is not None:
+            lines += ["", f"Rendered notebook (error visible): `{error.html}`"]
+        return "\n".join(lines)
+    lines = [
+        f"# {step}: completed in {result.seconds:.1f} s",
+        "",
+        f"* notebook: `{result.notebook}`",
+        f"* rendered: `{result.html}`",
+    ]
+    lines += [f"* artefact: `{p}`" for p in result.artifacts]
+    if result.metrics:
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.6g} |" for k, v in sorted(result.metrics.items())]
+    return "\n".join(lines)
+
+
+def _publish(step: str, run_name: str, markdown: str) -> None:
+    key = f"{run_name}-{step}".lower().replace("_", "-")
+    create_markdown_artifact(markdown=markdown, key=key, description=f"{step} step of {run_name}")
+
+
+def _write_result(result: StepResult | None, step: str, run_dir: Path, error: Any = None) -> None:
+    """Leave ``{step}/result.json`` for a control side in another process (the worker case)."""
+    data: dict[str, Any] = {"step": step, "ok": error is None}
+    if result is not None:
+        data.update(
+            notebook=str(result.notebook),
+            html=str(result.html),
+            seconds=result.seconds,
+            cache_key=result.cache_key,
+            params=result.params,
+            timings=result.timings,
+            mlflow_run_id=result.mlflow_run_id,
+        )
+    if error is not None:
+        data["error"] = {"type": type(error).__name__, "message": str(error)}
+        if isinstance(error, NotebookStepError):
+            data["error"].update(
+                cell_index=error.cell_index,
+                ename=error.ename,
+                evalue=error.evalue,
+                notebook=str(error.notebook),
+                html=str(error.html) if error.html else None,
+            )
+    path = run_dir / step / RESULT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def read_step_result(run_dir: Path, step: str) -> StepResult:
+    """Rebuild a :class:`StepResult` from ``result.json``; re-raise the step's failure."""
+    path = Path(run_dir) / step / RESULT_FILE
+    if not path.is_file():
+        raise PipelineError(f"step {step!r} left no {path}: its worker run did not finish")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not data["ok"]:
+        err = data["error"]
+        if "ename" in err:
+            raise NotebookStepError(
+                step,
+                err["cell_index"],
+                err["ename"],
+                err["evalue"],
+                Path(err["notebook"]),
+                Path(err["html"]) if err.get("html") else None,
+            )
+        raise PipelineError(f"step {step!r} failed: {err['type']}: {err['message']}")
+    outputs = json.loads((path.parent / "outputs.json").read_text(encoding="utf-8"))
+    return StepResult(
+        step=step,
+        params=data["params"],
+        notebook=Path(data["notebook"]),
+        html=Path(data["html"]),
+        outputs=outputs,
+        seconds=float(data["seconds"]),
+        cache_key=data["cache_key"],
+        timings=data.get("timings") or {},
+        mlflow_run_id=data.get("mlflow_run_id"),
+    )
+
+
+@task(
+    name="run_notebook",
+    task_run_name="{step}",
+    cache_key_fn=_task_cache_key,
+    persist_result=True,
+)
+def run_notebook(
+    step: str,
+    params: dict[str, Any],
+    tracking: Tracking | None = None,
+    run_name: str = "notebooks",
+    log_output: bool = False,
+) -> StepResult:
+    """Run one step's notebook: validate, execute, render, track, check outputs.
+
+    Raises
+    ------
+    StepParametersError
+        Before any kernel starts.
+    NotebookStepError
+        Carries the failing cell's index, the error's name and message; the executed
+        notebook and its HTML are kept (and logged to MLflow) first.
+    MissingOutputsError
+        The notebook did not write what the step declares.
+    """
+    checked = validate_params(step, params)
+    from ordinal.runs import resolve_run_dir
+
+    run_dir = resolve_run_dir(checked.run_dir)
+    try:
+        result = execute_step(step, checked, log_output=log_output)
+    except PipelineError as exc:
+        if tracking is not None:
+            files = [exc.notebook, exc.html] if isinstance(exc, NotebookStepError) else []
+            log_step(tracking, step, checked.model_dump(mode="json"), error=exc, files=files)
+        _write_result(None, step, run_dir, exc)
+        _publish(step, run_name, _markdown(None, step, exc))
+        raise
+    if tracking is not None:
+        files = [result.notebook, result.html, run_dir / step / "outputs.json", *result.artifacts]
+        result.mlflow_run_id = log_step(
+            tracking,
+            step,
+            result.params,
+            result=result,
+            files=files,
+            tags={"ordinal.cache_key": result.cache_key},
+        )
+    _write_result(result, step, run_dir)
+    _publish(step, run_name, _markdown(result, step, None))
+    return result
+
+
+@flow(name="run-compute-step", log_prints=True)
+def run_compute_step(
+    step: str,
+    params: dict[str, Any],
+    tracking: dict[str, str] | None = None,
+    run_name: str = "notebooks",
+    retries: int = 0,
+) -> str:
+    """Run one compute step on the provisioned machine (a worker bound to the run's queue).
+
+    ``retries`` applies to this step's task (training resumes from its latest checkpoint).
+    Returns the step's result file; the control side reads it.
+    """
+    checked = validate_params(step, params)
+    runner = run_notebook.with_options(retries=retries, retry_delay_seconds=1)
+    runner(
+        step,
+        checked.model_dump(mode="json"),
+        Tracking(**tracking) if tracking else None,
+        run_name,
+    )
+    from ordinal.runs import resolve_run_dir
+
+    return str(resolve_run_dir(checked.run_dir) / step / RESULT_FILE)

@@ -1,0 +1,80 @@
+"""The flow's control paths, run as a user runs them (``ordinal run`` in a fresh process).
+
+The step notebooks are stand-ins (``toy_notebooks``) taking the real parameters, so these
+tests exercise validation, the per-run Prefect worker, teardown and MLflow records in about a
+minute; ``test_pipeline_end_to_end`` runs the real notebooks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.steps import NOTEBOOK_DIR_ENV
+from tests.pipelines.helpers import mlflow_runs, ordinal_run, processes_inside, read_summary
+from tests.pipelines.toy_notebooks import write_toy_notebooks
+
+
+def test_bad_flow_parameters_are_rejected_before_any_step(home):
+    done = ordinal_run(
+        "--head", "ordinal_forest", "--epochs", "-1", "--set", "calibration_size=20",
+        "--set", "optimiser=sgd",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "invalid parameters for the pipeline" in out
+    for field in ("head", "epochs", "calibration_size", "optimiser"):
+        assert f"- {field}:" in out
+    assert "unknown head 'ordinal_forest'" in out
+    assert not (home / "runs").exists()  # no step started, no run folder
+
+
+def test_an_unapproved_source_is_rejected_before_any_step(home):
+    done = ordinal_run("--source", "somebody-elses-data")
+    assert done.returncode == 2
+    assert "somebody-elses-data" in done.stdout
+    assert not (home / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_fails_the_flow_after_teardown(home, tmp_path):
+    notebooks = write_toy_notebooks(tmp_path / "notebooks", fail="export")
+    done = ordinal_run(
+        "--run-id", "failing", "--compute", "worker", "--model", "bert-tiny",
+        env={NOTEBOOK_DIR_ENV: str(notebooks)},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dir = home / "runs" / "failing"
+    summary = read_summary(run_dir)
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert status == {
+        "ingest": "completed",
+        "preprocess": "completed",
+        "calibrate": "completed",
+        "provision": "completed",
+        "train": "completed",
+        "export": "failed",
+        "parity": "skipped",
+        "quantize": "skipped",
+        "teardown": "completed",
+    }
+    export = next(s for s in summary["steps"] if s["step"] == "export")
+    assert "sabotaged export step" in export["error"]
+    assert export["where"].startswith("Prefect worker ordinal-failing on compute/run-failing")
+    html = (run_dir / "export" / "notebook.html").read_text(encoding="utf-8")
+    assert "sabotaged export step" in html
+    # Teardown ran: the worker is gone with everything under it, its state file removed.
+    assert summary["teardown"]["worker_stopped"] is True
+    assert summary["teardown"]["deployment_deleted"] is True
+    assert not (run_dir / "provision" / "state.json").exists()
+    assert processes_inside(run_dir) == []
+    # The index page shows the failure and links the failed notebook.
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert 'href="export/notebook.html"' in index and "sabotaged export step" in index
+    assert "run failed" in " ".join(done.stdout.split())
+    # MLflow: the parent run and the failed step's nested run are FAILED, with the notebook.
+    runs = {r.info.run_name: r for r in mlflow_runs(home)}
+    assert runs["failing"].info.status == "FAILED"
+    assert runs["export"].info.status == "FAILED"
+    assert runs["export"].data.tags["mlflow.parentRunId"] == runs["failing"].info.run_id
+    assert runs["train"].info.status == "FINISHED"
+    assert "parity" not in runs

@@ -1,0 +1,156 @@
+"""The real pipeline, end to end, with the real step notebooks and small parameters.
+
+Text: tiny BERT on the demo reviews, compute steps on the run's own Prefect worker. Image:
+the same command with ``--source demo-shapes-large`` (a tiny ViT), steps in-process. A third
+test kills the training kernel after a checkpoint and checks the retried task resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.pipelines.helpers import mlflow_runs, ordinal_run, processes_inside, read_summary
+
+pytestmark = pytest.mark.slow
+
+STEP_NAMES = ["ingest", "preprocess", "calibrate", "train", "export", "parity", "quantize"]
+
+
+def test_text_pipeline_on_a_worker(home):
+    done = ordinal_run(
+        "--run-id", "e2e-text", "--model", "bert-tiny", "--max-steps", "30",
+        "--compute", "worker", "--set", "quantize_preset=dynamic",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = home / "runs" / "e2e-text"
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed"
+    assert summary["compute"] == "Prefect worker ordinal-e2e-text on compute/run-e2e-text"
+    assert all(s["status"] == "completed" for s in summary["steps"])
+    assert [s["step"] for s in summary["steps"]] == [
+        *STEP_NAMES[:3], "provision", *STEP_NAMES[3:], "teardown"
+    ]  # fmt: skip
+    for name in STEP_NAMES:
+        assert (run_dir / name / "notebook.html").is_file(), name
+        assert (run_dir / name / "notebook.ipynb").is_file(), name
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert all(f'href="{name}/notebook.html"' in index for name in STEP_NAMES)
+    assert 'href="parity/' in index  # the parity report is linked
+    out = " ".join(done.stdout.split())
+    assert f"index page: {run_dir / 'index.html'}" in out
+    assert "open the MLflow UI with" in out
+    assert processes_inside(run_dir) == []
+
+    # MLflow: one parent run, a nested run per step, stable metric names, artefacts.
+    runs = {r.info.run_name: r for r in mlflow_runs(home)}
+    parent = runs["e2e-text"]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ordinal.dataset"] == "reviews/v1"
+    assert parent.data.tags["mlflow.source.git.commit"]
+    for name in STEP_NAMES:
+        assert runs[name].data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert runs[name].info.status == "FINISHED"
+    train = runs["train"].data.metrics
+    assert {"eval_mae", "eval_qwk", "loss", "cutpoint_0", "train_samples_per_second"} <= set(train)
+    assert 0 <= train["eval_mae"] <= 4
+    assert runs["parity"].data.metrics["parity_max_abs_delta"] <= 1e-5
+    assert runs["parity"].data.metrics["parity_num_samples"] == 500
+    assert {"mae_int8", "int8_mae_change", "latency_ms_int8"} <= set(runs["quantize"].data.metrics)
+    assert "seconds_train" in parent.data.metrics
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(runs["parity"].info.run_id, "notebook")}
+    assert logged == {"notebook/notebook.html", "notebook/notebook.ipynb"}
+    review = {a.path for a in client.list_artifacts(parent.info.run_id, "review")}
+    assert "review/index.html" in review
+
+    # The loss curve has more than one point (logged at the trainer's steps).
+    history = client.get_metric_history(runs["train"].info.run_id, "loss")
+    assert len(history) >= 2
+    # Prefect shows a markdown summary per step.
+    check = subprocess.run(
+        [sys.executable, "-c", _READ_ARTIFACTS],
+        env={**os.environ, "PREFECT_HOME": str(home / "prefect")},
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr[-2000:]
+    keys = set(json.loads(check.stdout.strip().splitlines()[-1]))
+    assert {f"e2e-text-{name}" for name in STEP_NAMES} <= keys
+
+
+_READ_ARTIFACTS = """
+import json
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:
+    print(json.dumps([a.key for a in client.read_artifacts() if a.key]))
+"""
+
+
+def test_image_pipeline_is_one_parameter_away(home):
+    done = ordinal_run(
+        "--source", "demo-shapes-large", "--run-id", "e2e-image", "--max-steps", "30",
+        "--compute", "in-process", "--set", "quantize_preset=dynamic",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = read_summary(home / "runs" / "e2e-image")
+    assert summary["status"] == "completed"
+    assert summary["compute"] == "in-process (asked for)"
+    runs = {r.info.run_name: r for r in mlflow_runs(home)}
+    assert runs["e2e-image"].data.params["train.model"] == "vit-tiny"
+    assert runs["e2e-image"].data.tags["ordinal.dataset"] == "shapes/v2"
+    assert runs["parity"].data.metrics["parity_num_samples"] == 500
+
+
+def _kill_kernel_after_checkpoint(checkpoints: Path, killed: list[int]) -> None:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if any((c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*")):
+            for child in psutil.Process().children(recursive=True):
+                if "ipykernel_launcher" in " ".join(child.cmdline()):
+                    child.kill()
+                    killed.append(child.pid)
+            return
+        time.sleep(0.05)
+
+
+def test_a_retried_training_task_resumes_from_its_checkpoint(home):
+    from prefect import flow
+
+    from ordinal.data import ingest, preprocess
+    from pipelines.tasks import run_notebook
+
+    ingest("demo-reviews")
+    preprocess("reviews", "v1")
+    run_dir = home / "runs" / "retry"
+    params = {
+        "run_dir": str(run_dir), "model": "bert-tiny", "max_steps": 400, "save_steps": 10,
+        "batch_size": 8,
+    }  # fmt: skip
+
+    @flow(name="retry-training")
+    def retry_training():
+        task = run_notebook.with_options(retries=1, retry_delay_seconds=0)
+        return task("train", params)
+
+    killed: list[int] = []
+    watcher = threading.Thread(
+        target=_kill_kernel_after_checkpoint, args=(run_dir / "train" / "checkpoints", killed)
+    )
+    watcher.start()
+    result = retry_training()
+    watcher.join()
+    assert killed, "the kernel finished before a checkpoint was seen"
+    assert result.outputs["resumed_from"] is not None
+    assert "checkpoint-" in result.outputs["resumed_from"]
+    assert result.outputs["global_step"] == 400
