@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ordinal.cli import app as library_app
-from ordinal.paths import state_dir
+from ordinal.paths import STATE_DIR_ENV, state_dir
 from pipelines.stack.cli import stack_app
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ console = Console()
 def prefect_defaults() -> None:
     """Embedded defaults for Prefect: its home (temporary API database, results) in the state
     folder rather than ``~/.prefect``, no analytics. Set before Prefect is imported."""
+    # Pinned for every process of the run (kernels run in their step's folder).
+    os.environ.setdefault(STATE_DIR_ENV, str(state_dir()))
     os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import ordinal
+from ordinal.paths import STATE_DIR_ENV, state_dir
 from ordinal.runs import OUTPUTS_FILE, resolve_run_dir
 from pipelines.errors import MissingOutputsError, NotebookStepError, StepParametersError
 from pipelines.steps import Step, StepParams, get_step
@@ -155,6 +157,9 @@ def execute_step(
 
     step = get_step(step) if isinstance(step, str) else step
     checked = validate_params(step, params)
+    # The kernel runs in the step's folder: pin the state folder (default store, MLflow)
+    # so that "." in the kernel does not become a second one.
+    os.environ.setdefault(STATE_DIR_ENV, str(state_dir()))
     run_dir = resolve_run_dir(checked.run_dir)
     # Pass the resolved folder: the kernel's working directory must not change its meaning.
     checked = checked.model_copy(update={"run_dir": str(run_dir)})

@@ -1,7 +1,8 @@
 """Data layer: approved sources, checksummed ingestion, validated preprocessing, calibration.
 
 Public API (see ``docs/data-layer.md``): :func:`ingest`, :func:`preprocess`,
-:func:`calibrate` and their specs, the source registry, the typed errors, and the demo
+:func:`calibrate` and their specs, :func:`load_split` and :func:`dataset_labels` (processed
+records, verified, for training), the source registry, the typed errors, and the demo
 dataset generators.
 """
 
@@ -30,6 +31,7 @@ from ordinal.data.errors import (
     SourceNotApprovedError,
 )
 from ordinal.data.ingest import IngestResult, ingest
+from ordinal.data.loading import dataset_labels, load_split
 from ordinal.data.preprocess import (
     REASON_CODES,
     PreprocessReport,
@@ -69,10 +71,12 @@ __all__ = [
     "SplitSpec",
     "assign_split",
     "calibrate",
+    "dataset_labels",
     "fetch_source",
     "ingest",
     "load_registry",
     "load_selection",
+    "load_split",
     "make_review_records",
     "make_shape_records",
     "normalise_text",

@@ -169,15 +169,11 @@ def quantize_cmd(
             f"[red]no FP32 model for experiment {experiment!r}: run `ordinal export` first[/]"
         )
         raise typer.Exit(2)
-    presets = {
-        "static": QuantizeSpec.avx512_vnni,
-        "fused": QuantizeSpec.fused_vnni,
-        "dynamic": QuantizeSpec.dynamic,
-    }
-    if preset not in presets:
-        console.print(f"[red]unknown preset {preset!r}; choose one of {sorted(presets)}[/]")
-        raise typer.Exit(2)
-    spec = presets[preset]()
+    try:
+        spec = QuantizeSpec.preset(preset)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
     cal = load_calibration_set(calibration, store)
     int8, _ = quantize_onnx(fp32.parent, cal, experiment, spec=spec, storage=store, progress=_say)
     report = evaluate_int8(fp32, int8, _records(data, demo_size, demo_seed), spec)

@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,6 +125,21 @@ class QuantizeSpec(BaseModel):
     def dynamic(cls) -> QuantizeSpec:
         """Dynamic per-channel INT8 (no calibration): the speed reference."""
         return cls(mode="dynamic", activation_type="uint8")
+
+    @classmethod
+    def preset(cls, name: str) -> QuantizeSpec:
+        """The named preset: ``fused`` (:meth:`fused_vnni`), ``static`` (:meth:`avx512_vnni`)
+        or ``dynamic``.
+
+        >>> QuantizeSpec.preset("fused").attention
+        'dynamic'
+        """
+        presets = {"fused": cls.fused_vnni, "static": cls.avx512_vnni, "dynamic": cls.dynamic}
+        if name not in presets:
+            raise ValueError(
+                f"unknown quantisation preset {name!r}; choose one of {sorted(presets)}"
+            )
+        return presets[name]()
 
 
 @dataclass
@@ -428,7 +443,11 @@ def quantize_onnx(
 
 @dataclass
 class Int8Report:
-    """INT8 against FP32 on held-out records."""
+    """INT8 against FP32 on held-out records.
+
+    ``fp32_latent`` and ``int8_latent`` (shape=(n,), the graphs' ``latent`` output per sample;
+    None for heads without one, such as CORN) are for plots and are not part of the JSON.
+    """
 
     passed: bool
     num_samples: int
@@ -438,10 +457,14 @@ class Int8Report:
     max_prob_delta: float
     latency_ms: dict[str, float]
     failures: list[str]
+    fp32_latent: np.ndarray | None = field(default=None, repr=False)
+    int8_latent: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        """The report as JSON."""
-        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+        """The report as JSON (the summary; the per-sample arrays are left out)."""
+        arrays = ("fp32_latent", "int8_latent")
+        data = {k: v for k, v in self.__dict__.items() if k not in arrays}
+        return json.dumps(data, indent=2, sort_keys=True)
 
 
 def _latency(
@@ -498,4 +521,6 @@ def evaluate_int8(
         max_prob_delta=delta,
         latency_ms=latency,
         failures=failures,
+        fp32_latent=outs["fp32"].get("latent"),
+        int8_latent=outs["int8"].get("latent"),
     )

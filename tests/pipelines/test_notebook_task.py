@@ -113,3 +113,11 @@ def test_cache_key_follows_notebook_bytes_parameters_and_library_version(toys, m
     nb["cells"][1]["source"] += "\n# edited"
     path.write_text(json.dumps(nb))
     assert cache_key("parity", params) != key
+
+
+def test_kernels_share_the_callers_state_folder(toys, tmp_path, monkeypatch):
+    # Kernels run in their step's folder; the default store must not move there with them.
+    monkeypatch.delenv("ORDINAL_HOME")
+    monkeypatch.chdir(tmp_path)
+    result = execute_step("ingest", {"run_dir": str(tmp_path / "run")})
+    assert result.outputs["state_dir"] == str(tmp_path / ".ordinal")

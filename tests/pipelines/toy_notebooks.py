@@ -24,6 +24,7 @@ def write_toy_notebooks(
         params = "\n".join(f"{k} = {f.default!r}" for k, f in step.params.model_fields.items())
         body = [
             "import json, time",
+            "from ordinal.paths import state_dir",
             "from ordinal.runs import resolve_run_dir, step_dir, write_step_outputs",
             "run = resolve_run_dir(run_dir)",
             f"folder = step_dir(run, {name!r})",
@@ -42,7 +43,8 @@ def write_toy_notebooks(
         out.append(
             f"write_step_outputs(run, {name!r}, {{'step': {name!r}, "
             "'metrics': {'eval_mae': 0.5}, 'artifacts': [], "
-            "'model_dir': str(folder), 'onnx_path': str(folder), 'int8_path': str(folder)})"
+            "'model_dir': str(folder), 'onnx_path': str(folder), 'int8_path': str(folder), "
+            "'state_dir': str(state_dir())})"
         )
         cells.append(new_code_cell("\n".join(out)))
         nb = new_notebook(cells=cells)
