@@ -283,7 +283,11 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             if name == "teardown":
                 continue  # in finally, on every completion path
             record, t0 = records[name], time.perf_counter()
-            logger.info("step %s: starting", name)
+            if name in STEPS:
+                live = run_dir / name / "notebook.ipynb"
+                logger.info("step %s: starting (notebook saved cell by cell: %s)", name, live)
+            else:
+                logger.info("step %s: starting", name)
             try:
                 if name == "provision":
                     target = provisioner.provision(params.run_id, run_dir)

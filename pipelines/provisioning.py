@@ -17,9 +17,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -173,7 +175,6 @@ class LocalProvisioner(Provisioner):
         }
         _write_state(self.state_path, state)
         env = dict(os.environ, PREFECT_API_URL=api, PREFECT_WORKER_QUERY_SECONDS="1")
-        log_file = (folder / "worker.log").open("ab")
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -194,11 +195,13 @@ class LocalProvisioner(Provisioner):
             ],
             env=env,
             cwd=folder,
-            stdout=log_file,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # teardown stops the worker's whole process group
         )
-        log_file.close()
+        threading.Thread(
+            target=_tee, args=(process, folder / "worker.log"), daemon=True, name=worker
+        ).start()
         state["pid"] = process.pid
         _write_state(self.state_path, state)
         self._wait_online(worker, process, folder / "worker.log")
@@ -248,6 +251,24 @@ class LocalProvisioner(Provisioner):
         if self.state_path is None:
             return {"provisioner": self.name, "started": "nothing"}
         return teardown_from_state(self.state_path)
+
+
+# Prefect's log lines ("12:00:01.234 | INFO    | Task run 'train' - ..."): the progress
+# of the compute steps, shown on the console as well as kept in worker.log.
+_PROGRESS = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| (INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def _tee(process: subprocess.Popen, log_path: Path) -> None:
+    """Copy the worker's output to ``worker.log``; echo its Prefect log lines."""
+    assert process.stdout is not None
+    with log_path.open("ab") as log_file:
+        for line in process.stdout:
+            log_file.write(line)
+            log_file.flush()
+            text = line.decode("utf-8", errors="replace")
+            if _PROGRESS.match(text):
+                sys.stdout.write(f"[worker] {text}")
+                sys.stdout.flush()
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:

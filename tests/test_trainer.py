@@ -230,3 +230,17 @@ def test_resuming_with_another_head_or_link_is_refused(tmp_path):
         CheckpointError, match=r"trained with link='logit', this run asks for 'probit'"
     ):
         train_ordinal_model(changed, records)
+
+
+def test_rerunning_a_finished_run_takes_no_extra_step(tmp_path):
+    records = keyword_records(48, seed=5)
+    spec = TrainSpec.quick(output_dir=tmp_path, max_steps=4, save_steps=2, eval_each_epoch=False)
+    first = train_ordinal_model(spec, records, records[:16])
+    again = train_ordinal_model(spec, records, records[:16])
+    assert first.global_step == again.global_step == 4
+    assert again.resumed_from is not None and again.resumed_from.name == "checkpoint-4"
+    assert again.cutpoints == pytest.approx(first.cutpoints, abs=1e-6)
+    assert again.metrics["eval_mae"] == pytest.approx(first.metrics["eval_mae"], abs=1e-6)
+    # A longer run from the same folder resumes and trains the remaining steps.
+    longer = train_ordinal_model(spec.model_copy(update={"max_steps": 6}), records)
+    assert longer.global_step == 6

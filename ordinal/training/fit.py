@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from ordinal.training._trainer import OrdinalRegressionTrainer
 from ordinal.training.checkpoints import latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
 
-__all__ = ["TrainResult", "train_ordinal_model"]
+__all__ = ["TrainResult", "planned_steps", "train_ordinal_model"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,41 @@ def _check_resumable(checkpoint: Path, section: dict[str, Any]) -> None:
                 f"{checkpoint} was trained with {key}={saved.get(key)!r}, this run asks for "
                 f"{section.get(key)!r}; use another output_dir or resume=False"
             )
+
+
+def planned_steps(spec: TrainSpec, num_records: int) -> int:
+    """Optimiser steps a run of ``spec`` on ``num_records`` takes (as the Trainer counts).
+
+    >>> planned_steps(TrainSpec(epochs=2, batch_size=16), 100)
+    14
+    >>> planned_steps(TrainSpec(max_steps=5), 100)
+    5
+    """
+    if spec.max_steps > 0:
+        return spec.max_steps
+    per_epoch = max(math.ceil(num_records / spec.batch_size), 1)
+    return math.ceil(spec.epochs * per_epoch)
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    return int(state.get("global_step", 0))
+
+
+def _load_checkpoint(trainer: OrdinalRegressionTrainer, checkpoint: Path) -> None:
+    """Weights and trainer state of a finished run's last checkpoint, without training."""
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
+    tied = set(getattr(trainer.model, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied:
+        raise CheckpointError(
+            f"{checkpoint} does not match the model: missing {sorted(set(missing) - tied)}, "
+            f"unexpected {sorted(unexpected)}"
+        )
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
 
 
 def training_arguments(spec: TrainSpec, checkpoint_dir: Path, has_eval: bool) -> TrainingArguments:
@@ -175,12 +211,19 @@ def train_ordinal_model(
         head_learning_rate=spec.head_learning_rate,
     )
     resume = latest_checkpoint(checkpoint_dir) if spec.resume else None
+    finished = False
     if resume is not None:
         _check_resumable(resume, model.config.ordinal)
-        log.info("resuming from %s", resume)
+        finished = _checkpoint_step(resume) >= planned_steps(spec, len(train_ds))
+        log.info("resuming from %s%s", resume, " (training already complete)" if finished else "")
     with _mlflow_run(spec) as run_id:
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if finished:
+            # Resuming at the last step would train one step more (the Trainer takes a step
+            # before it checks max_steps): load the final checkpoint instead.
+            _load_checkpoint(trainer, resume)
+        else:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - started
         metrics = trainer.evaluate() if eval_ds is not None else {}
     model_dir = save_ordinal_model(trainer.model, output_dir / "model", resolved.processor)
