@@ -122,13 +122,34 @@ class WorkerTarget(ComputeTarget):
                 "run_name": run_name,
                 "retries": retries,
             },
-            timeout=None,
-            poll_interval=1,
+            timeout=0,  # only create the run; wait below, where a signal can interrupt
             flow_run_name=f"{run_name}-{step}",
         )
-        state = flow_run.state
-        log.info("compute step %s finished on the worker: %s", step, state and state.name)
+        state = _wait_final(flow_run.id)
+        log.info("compute step %s finished on the worker: %s", step, state)
         return read_step_result(self.run_dir, step)
+
+
+def _wait_final(flow_run_id: Any, poll: float = 1.0) -> str:
+    """Wait in this thread for a flow run to end; on an interrupt, cancel it and re-raise.
+
+    Waiting here rather than inside ``run_deployment`` keeps SIGINT/SIGTERM effective: the
+    flow's ``finally`` (teardown) runs at once.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+
+    with get_client(sync_client=True) as client:
+        try:
+            while True:
+                state = client.read_flow_run(flow_run_id).state
+                if state is not None and state.is_final():
+                    return state.name
+                time.sleep(poll)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+            raise
 
 
 def _api_url() -> str | None:

@@ -7,10 +7,21 @@ minute; ``test_pipeline_end_to_end`` runs the real notebooks.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 
 from pipelines.steps import NOTEBOOK_DIR_ENV
-from tests.pipelines.helpers import mlflow_runs, ordinal_run, processes_inside, read_summary
+from tests.pipelines.helpers import (
+    ORDINAL,
+    mlflow_runs,
+    ordinal_run,
+    processes_inside,
+    read_summary,
+)
 from tests.pipelines.toy_notebooks import write_toy_notebooks
 
 
@@ -78,3 +89,39 @@ def test_a_failing_notebook_fails_the_flow_after_teardown(home, tmp_path):
     assert runs["export"].data.tags["mlflow.parentRunId"] == runs["failing"].info.run_id
     assert runs["train"].info.status == "FINISHED"
     assert "parity" not in runs
+
+
+@pytest.mark.slow
+def test_a_terminated_run_tears_down_its_worker(home, tmp_path):
+    """SIGTERM (what a scheduler sends to cancel) while training runs on the worker."""
+    notebooks = write_toy_notebooks(tmp_path / "notebooks", sleep={"train": 120.0})
+    run_dir = home / "runs" / "terminated"
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:  # a file, not a pipe: a full pipe would block the run
+        process = subprocess.Popen(
+            [str(ORDINAL), "run", "--run-id", "terminated", "--compute", "worker",
+             "--model", "bert-tiny"],
+            env={**os.environ, NOTEBOOK_DIR_ENV: str(notebooks),
+                 "PREFECT_HOME": str(home / "prefect")},
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (run_dir / "train" / "notebook.ipynb").is_file():
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.5)
+        time.sleep(2.0)  # the step is running on the worker
+        assert (run_dir / "provision" / "state.json").is_file()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log_path.read_text()
+    assert process.returncode != 0
+    assert not (run_dir / "provision" / "state.json").exists(), output[-3000:]
+    assert processes_inside(run_dir) == []
+    summary = read_summary(run_dir)
+    assert summary["teardown"]["worker_stopped"] is True
+    assert {s["step"]: s["status"] for s in summary["steps"]}["train"] == "failed"
