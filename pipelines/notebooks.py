@@ -8,6 +8,7 @@ shows its traceback there) before an error is raised.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -102,13 +103,19 @@ def cache_key(step: Step | str, params: StepParams) -> str:
     return f"{step.name}-{digest.hexdigest()[:32]}"
 
 
+@functools.lru_cache(maxsize=1)
+def _exporter():
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab")
+
+
 def render_html(notebook: Path, html: Path) -> Path:
     """Render an executed notebook to standalone HTML (errors and plots included)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    body, _ = _exporter().from_notebook_node(nb)
     tmp = html.with_name(f".{html.name}.tmp")
     tmp.write_text(body, encoding="utf-8")
     tmp.replace(html)

@@ -7,6 +7,7 @@ across runs (they are the names the step notebooks write), so runs compare side 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -34,7 +35,9 @@ class Tracking:
     parent_run_id: str
 
 
+@functools.lru_cache(maxsize=8)
 def _client(tracking_uri: str):
+    """One client per store and process: a new one re-opens (and re-checks) the database."""
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri)
