@@ -90,11 +90,19 @@ class NotebookStepError(PipelineError):
 class MissingOutputsError(PipelineError):
     """A step's notebook ran but did not leave the outputs its step declares."""
 
-    def __init__(self, step: str, missing: list[Path]) -> None:
+    def __init__(
+        self,
+        step: str,
+        missing: list[Path],
+        notebook: Path | None = None,
+        html: Path | None = None,
+    ) -> None:
         self.step = step
         self.missing = [Path(p) for p in missing]
+        self.notebook = Path(notebook) if notebook is not None else None
+        self.html = Path(html) if html is not None else None
         names = ", ".join(str(p) for p in self.missing)
         super().__init__(f"step {step!r} finished without its declared outputs: {names}")
 
     def __reduce__(self):
-        return (type(self), (self.step, self.missing))
+        return (type(self), (self.step, self.missing, self.notebook, self.html))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,12 +26,18 @@ from ordinal.artifacts.manifest import git_state
 from ordinal.data.sources import load_registry
 from ordinal.paths import state_dir
 from pipelines.errors import PipelineError, StepParametersError
-from pipelines.notebooks import StepResult, validate_params
+from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
 from pipelines.tasks import run_notebook
-from pipelines.tracking import Tracking, end_pipeline_run, run_url, start_pipeline_run
+from pipelines.tracking import (
+    Tracking,
+    end_pipeline_run,
+    redact,
+    run_url,
+    start_pipeline_run,
+)
 
 __all__ = ["PipelineParams", "PipelineSummary", "StepRecord", "ordinal_pipeline", "plan_steps"]
 
@@ -151,10 +158,17 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
     model = params.model or model
     if not params.learning_rate and model in ("bert-tiny", "vit-tiny"):
         lr = _TINY_LR
-    common = {"run_dir": run_dir, "storage": params.storage}
+    # Kernels run in their step's folder: make path-like values absolute here.
+    storage = params.storage
+    if storage and "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+    if Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())
+    registry = str(Path(params.registry).expanduser().resolve()) if params.registry else ""
+    common = {"run_dir": run_dir, "storage": storage}
     data = {**common, "dataset": dataset, "version": version}
     raw = {
-        "ingest": {**common, "source": params.source, "registry": params.registry},
+        "ingest": {**common, "source": params.source, "registry": registry},
         "preprocess": data,
         "calibrate": {**data, "size": params.calibration_size, "seed": params.seed},
         "train": {
@@ -225,10 +239,12 @@ def _record(record: StepRecord, result: StepResult) -> None:
     record.mlflow_run_id = result.mlflow_run_id
 
 
-def _fail(record: StepRecord, exc: BaseException, started: float) -> None:
+def _fail(record: StepRecord, exc: BaseException, started: float, run_dir: Path) -> None:
     record.status = "failed"
     record.seconds = time.perf_counter() - started
     record.error = f"{type(exc).__name__}: {exc}"
+    if record.step in STEPS:
+        record.artifacts = [str(p) for p in step_reports(run_dir, record.step)]
     for name in ("notebook", "html"):
         value = getattr(exc, name, None)
         if value is not None:
@@ -272,6 +288,8 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
         experiment=params.experiment,
         tracking_uri=params.tracking_uri or None,
     )
+    # Kernels and the run's worker inherit it (it is never passed as a parameter).
+    os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri
     names = [*[*STEPS][:3], "provision", *[*STEPS][3:], "teardown"]
     records = {name: StepRecord(name) for name in names}
     provisioner = get_provisioner(params.provisioner, mode=params.compute)
@@ -304,7 +322,7 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                     values = plan[name].model_dump(mode="json")
                     _record(record, run_notebook(name, values, tracking, params.run_id))
             except BaseException as exc:
-                _fail(record, exc, t0)
+                _fail(record, exc, t0, run_dir)
                 raise
             logger.info("step %s: %s in %.1f s", name, record.status, record.seconds)
         status = "completed"
@@ -328,19 +346,22 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             compute=target.description if target else "not provisioned",
             steps=list(records.values()),
             index=str(run_dir / "index.html"),
-            tracking_uri=tracking.tracking_uri,
+            tracking_uri=redact(tracking.tracking_uri),
             mlflow_run=run_url(tracking),
             seconds=time.perf_counter() - started,
             teardown=teardown,
         )
-        files = write_index(summary)
-        end_pipeline_run(
-            tracking,
-            "FINISHED" if status == "completed" else "FAILED",
-            {f"seconds_{r.step}": r.seconds for r in summary.steps}
-            | {"seconds_total": summary.seconds},
-            files,
-        )
+        try:  # the review record must not hide the step's own error
+            files = write_index(summary)
+            end_pipeline_run(
+                tracking,
+                "FINISHED" if status == "completed" else "FAILED",
+                {f"seconds_{r.step}": r.seconds for r in summary.steps}
+                | {"seconds_total": summary.seconds},
+                files,
+            )
+        except Exception as exc:
+            logger.warning("could not write the run's review record: %s", exc)
         logger.info("run %s %s; review it at %s", params.run_id, status, summary.index)
     return summary.to_dict()
 

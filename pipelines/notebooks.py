@@ -24,7 +24,7 @@ import ordinal
 from ordinal.paths import STATE_DIR_ENV, state_dir
 from ordinal.runs import OUTPUTS_FILE, resolve_run_dir
 from pipelines.errors import MissingOutputsError, NotebookStepError, StepParametersError
-from pipelines.steps import Step, StepParams, get_step
+from pipelines.steps import STEPS, Step, StepParams, get_step
 
 __all__ = [
     "KERNEL_NAME",
@@ -32,6 +32,7 @@ __all__ = [
     "cache_key",
     "execute_step",
     "render_html",
+    "step_reports",
     "validate_params",
 ]
 
@@ -89,10 +90,11 @@ def validate_params(step: Step | str, params: StepParams | dict[str, Any]) -> St
 
 
 def cache_key(step: Step | str, params: StepParams) -> str:
-    """Idempotence key: the notebook's bytes, the parameters and the library version.
+    """Idempotence key: the notebook's bytes, the parameters, the library version and the
+    outputs the run's earlier steps recorded.
 
-    A changed notebook, parameter or ``ordinal`` release gives a new key, so an edited step
-    is never served from a cache.
+    A changed notebook, parameter, ``ordinal`` release or upstream result gives a new key,
+    so an edited (or re-fed) step is never served from a cache.
     """
     step = get_step(step) if isinstance(step, str) else step
     digest = hashlib.sha256()
@@ -100,7 +102,25 @@ def cache_key(step: Step | str, params: StepParams) -> str:
     digest.update(hashlib.sha256(step.path.read_bytes()).digest())
     digest.update(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode())
     digest.update(ordinal.__version__.encode())
+    # What the earlier steps of this run left: a retrained model changes train's outputs,
+    # so export, parity and quantise run again instead of vouching for the old model.
+    if params.run_dir:
+        for name in STEPS:
+            if name == step.name:
+                break
+            upstream = Path(params.run_dir) / name / OUTPUTS_FILE
+            if upstream.is_file():
+                digest.update(name.encode() + hashlib.sha256(upstream.read_bytes()).digest())
     return f"{step.name}-{digest.hexdigest()[:32]}"
+
+
+def step_reports(run_dir: str | Path, step: str) -> list[Path]:
+    """Reports a step left in its folder (``*.md``, ``*.json``), e.g. a failed gate's."""
+    folder = Path(run_dir) / step
+    skip = {OUTPUTS_FILE, "result.json"}
+    return sorted(
+        p for p in folder.glob("*") if p.suffix in (".md", ".json") and p.name not in skip
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -128,13 +148,18 @@ def _failure(exc: BaseException, notebook: Path) -> tuple[int | None, str, str]:
     from papermill.exceptions import PapermillExecutionError
 
     if not isinstance(exc, PapermillExecutionError):  # e.g. the kernel died
-        return None, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc) else ""
+        lines = str(exc).strip().splitlines()
+        return None, type(exc).__name__, lines[0] if lines else ""
     # papermill puts an error banner above the cells after it computed its index, so find
-    # the failing cell in what was written.
+    # the failing cell in what was written (the one whose error is this error).
     cells = nbformat.read(notebook, as_version=4).cells
     for index, cell in enumerate(cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return index, exc.ename, exc.evalue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error" and (out.get("ename"), out.get("evalue")) == (
+                exc.ename,
+                exc.evalue,
+            ):
+                return index, exc.ename, exc.evalue
     return exc.cell_index, exc.ename, exc.evalue
 
 
@@ -174,8 +199,9 @@ def execute_step(
     out_dir = run_dir / step.name
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook, html = out_dir / NOTEBOOK_FILE, out_dir / HTML_FILE
-    # A previous attempt's outputs.json must not vouch for this one.
-    (out_dir / OUTPUTS_FILE).unlink(missing_ok=True)
+    # A previous attempt's files must not vouch for (or stand in for) this one.
+    for stale in (out_dir / OUTPUTS_FILE, notebook, html):
+        stale.unlink(missing_ok=True)
 
     started = time.perf_counter()
     error: BaseException | None = None
@@ -193,27 +219,36 @@ def execute_step(
             # holding torch costs up to 3 s per step for nothing.
             shutdown_kernel="immediate",
         )
-    except Exception as exc:  # any failure: keep and render what ran, then raise typed
+    except BaseException as exc:  # even an interrupt: keep and render what ran, then raise
         error = exc
     executed = time.perf_counter()
-    if not notebook.is_file():  # the kernel never started: keep the parameterised input
-        papermill.execute_notebook(
-            str(step.path),
-            str(notebook),
-            parameters=checked.model_dump(mode="json"),
-            prepare_only=True,
-            kernel_name=kernel_name,
-            progress_bar=False,
-        )
-    render_html(notebook, html)
+    try:
+        if not notebook.is_file():  # the kernel never started: keep the parameterised input
+            papermill.execute_notebook(
+                str(step.path),
+                str(notebook),
+                parameters=checked.model_dump(mode="json"),
+                prepare_only=True,
+                kernel_name=kernel_name,
+                progress_bar=False,
+            )
+        render_html(notebook, html)
+    except Exception as exc:  # never let the rendering hide the step's own error
+        if error is None:
+            raise
+        log.warning("could not render %s: %s", notebook, exc)
     rendered = time.perf_counter()
     if error is not None:
+        if not isinstance(error, Exception):  # KeyboardInterrupt, TerminationSignal, ...
+            raise error
         cell, ename, evalue = _failure(error, notebook)
-        raise NotebookStepError(step.name, cell, ename, evalue, notebook, html) from error
+        raise NotebookStepError(
+            step.name, cell, ename, evalue, notebook, html if html.is_file() else None
+        ) from error
 
     missing = [p for p in step.declared_outputs(run_dir) if not p.exists()]
     if missing:
-        raise MissingOutputsError(step.name, missing)
+        raise MissingOutputsError(step.name, missing, notebook, html)
     outputs = json.loads((out_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
     return StepResult(
         step=step.name,

@@ -103,11 +103,20 @@ class WorkerTarget(ComputeTarget):
 
     kind = "worker"
 
-    def __init__(self, deployment: str, queue: str, worker: str, run_dir: Path) -> None:
+    def __init__(
+        self,
+        deployment: str,
+        queue: str,
+        worker: str,
+        run_dir: Path,
+        process: subprocess.Popen | None = None,
+    ) -> None:
         self.deployment = deployment
         self.queue = queue
         self.description = f"Prefect worker {worker} on {COMPUTE_POOL}/{queue}"
         self.run_dir = run_dir
+        self.process = process
+        self.log_path = run_dir / "provision" / "worker.log"
 
     def run_step(self, step, params, tracking, run_name, retries=0):
         from prefect.deployments import run_deployment
@@ -118,19 +127,30 @@ class WorkerTarget(ComputeTarget):
             parameters={
                 "step": step,
                 "params": params,
-                "tracking": None if tracking is None else tracking.__dict__,
+                # The tracking URI (it may hold credentials) reaches the worker through its
+                # environment, not through stored and displayed flow-run parameters.
+                "tracking": None if tracking is None else {**tracking.__dict__, "tracking_uri": ""},
                 "run_name": run_name,
                 "retries": retries,
             },
             timeout=0,  # only create the run; wait below, where a signal can interrupt
             flow_run_name=f"{run_name}-{step}",
         )
-        state = _wait_final(flow_run.id)
+        state = _wait_final(flow_run.id, self.process, self.log_path)
         log.info("compute step %s finished on the worker: %s", step, state)
-        return read_step_result(self.run_dir, step)
+        try:
+            return read_step_result(self.run_dir, step)
+        except PipelineError as exc:
+            if (self.run_dir / step / "result.json").is_file():
+                raise  # the step's own failure
+            raise PipelineError(
+                f"{exc} (flow run {state}); worker log: {_tail(self.log_path)}"
+            ) from None
 
 
-def _wait_final(flow_run_id: Any, poll: float = 1.0) -> str:
+def _wait_final(
+    flow_run_id: Any, process: subprocess.Popen | None, log_path: Path, poll: float = 1.0
+) -> str:
     """Wait in this thread for a flow run to end; on an interrupt, cancel it and re-raise.
 
     Waiting here rather than inside ``run_deployment`` keeps SIGINT/SIGTERM effective: the
@@ -145,6 +165,11 @@ def _wait_final(flow_run_id: Any, poll: float = 1.0) -> str:
                 state = client.read_flow_run(flow_run_id).state
                 if state is not None and state.is_final():
                     return state.name
+                if process is not None and process.poll() is not None:
+                    raise PipelineError(
+                        f"the run's worker exited ({process.returncode}) during a step: "
+                        f"{_tail(log_path)}"
+                    )
                 time.sleep(poll)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -184,6 +209,10 @@ class LocalProvisioner(Provisioner):
         folder = run_dir / "provision"
         folder.mkdir(parents=True, exist_ok=True)
         self.state_path = folder / STATE_FILE
+        # A resumed run whose control process was killed outright may have left a worker.
+        leftover = teardown_from_state(self.state_path)
+        if leftover.get("started") != "nothing":
+            log.warning("tore down a worker left by an earlier attempt: %s", leftover)
         queue = f"run-{run_name}"
         worker = f"ordinal-{run_name}"
         deployment_id = self._deploy(queue)
@@ -226,7 +255,7 @@ class LocalProvisioner(Provisioner):
         state["pid"] = process.pid
         _write_state(self.state_path, state)
         self._wait_online(worker, process, folder / "worker.log")
-        return WorkerTarget(queue, queue, worker, run_dir)
+        return WorkerTarget(queue, queue, worker, run_dir, process)
 
     def _deploy(self, queue: str) -> str:
         from prefect import flow as prefect_flow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
 from pipelines.errors import NotebookStepError, PipelineError
-from pipelines.notebooks import StepResult, cache_key, execute_step, validate_params
+from pipelines.notebooks import (
+    StepResult,
+    cache_key,
+    execute_step,
+    step_reports,
+    validate_params,
+)
 from pipelines.tracking import Tracking, log_step
 
 __all__ = ["RESULT_FILE", "read_step_result", "run_compute_step", "run_notebook"]
@@ -155,25 +162,40 @@ def run_notebook(
     try:
         result = execute_step(step, checked, log_output=log_output)
     except PipelineError as exc:
+        _write_result(None, step, run_dir, exc)  # first: the control side needs it
         if tracking is not None:
-            files = [exc.notebook, exc.html] if isinstance(exc, NotebookStepError) else []
-            log_step(tracking, step, checked.model_dump(mode="json"), error=exc, files=files)
-        _write_result(None, step, run_dir, exc)
-        _publish(step, run_name, _markdown(None, step, exc))
+            files = [p for p in (getattr(exc, "notebook", None), getattr(exc, "html", None)) if p]
+            files += step_reports(run_dir, step)  # e.g. a failed gate's report
+            _quietly(
+                "MLflow", log_step, tracking, step, checked.model_dump(mode="json"), exc, files
+            )
+        _quietly("Prefect artifact", _publish, step, run_name, _markdown(None, step, exc))
         raise
     if tracking is not None:
         files = [result.notebook, result.html, run_dir / step / "outputs.json", *result.artifacts]
-        result.mlflow_run_id = log_step(
+        result.mlflow_run_id = _quietly(
+            "MLflow",
+            log_step,
             tracking,
             step,
             result.params,
-            result=result,
-            files=files,
-            tags={"ordinal.cache_key": result.cache_key},
+            None,
+            files,
+            {"ordinal.cache_key": result.cache_key},
+            result,
         )
     _write_result(result, step, run_dir)
-    _publish(step, run_name, _markdown(result, step, None))
+    _quietly("Prefect artifact", _publish, step, run_name, _markdown(result, step, None))
     return result
+
+
+def _quietly(what: str, fn: Any, *args: Any) -> Any:
+    """Record-keeping must not fail (or retry) a step that ran: warn and carry on."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        log.warning("could not record the step in %s: %s: %s", what, type(exc).__name__, exc)
+        return None
 
 
 @flow(name="run-compute-step", log_prints=True)
@@ -189,14 +211,19 @@ def run_compute_step(
     ``retries`` applies to this step's task (training resumes from its latest checkpoint).
     Returns the step's result file; the control side reads it.
     """
+    from ordinal.runs import resolve_run_dir
+
     checked = validate_params(step, params)
+    if tracking and not tracking.get("tracking_uri"):
+        # The URI travels in the worker's environment, not in (stored, displayed) parameters.
+        tracking = {**tracking, "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI", "")}
     runner = run_notebook.with_options(retries=retries, retry_delay_seconds=1)
-    runner(
+    result = runner(
         step,
         checked.model_dump(mode="json"),
         Tracking(**tracking) if tracking else None,
         run_name,
     )
-    from ordinal.runs import resolve_run_dir
-
-    return str(resolve_run_dir(checked.run_dir) / step / RESULT_FILE)
+    run_dir = resolve_run_dir(checked.run_dir)
+    _write_result(result, step, run_dir)  # also when the task was served from the cache
+    return str(run_dir / step / RESULT_FILE)

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,14 @@ from ordinal.tracking import DEFAULT_EXPERIMENT, configure_mlflow
 if TYPE_CHECKING:
     from pipelines.notebooks import StepResult
 
-__all__ = ["Tracking", "end_pipeline_run", "log_step", "run_url", "start_pipeline_run"]
+__all__ = [
+    "Tracking",
+    "end_pipeline_run",
+    "log_step",
+    "redact",
+    "run_url",
+    "start_pipeline_run",
+]
 
 _SKIP_HISTORY = {"step", "epoch", "total_flos"}
 
@@ -60,7 +68,8 @@ def start_pipeline_run(
     client = _client(uri)
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     client.log_batch(
-        run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        run.info.run_id,
+        params=[Param(k, redact(str(v))[:6000]) for k, v in sorted(params.items())],
     )
     return Tracking(uri, experiment_id, run.info.run_id)
 
@@ -69,8 +78,10 @@ def _metrics(result: StepResult) -> list:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    out = [Metric(k, v, now, 0) for k, v in sorted(result.metrics.items()) if math.isfinite(v)]
-    out.append(Metric("step_seconds", result.seconds, now, 0))
+    # Final values at the final training step, so MLflow's "latest" is the final value.
+    last = int(result.outputs.get("global_step") or 0)
+    out = [Metric(k, v, now, last) for k, v in sorted(result.metrics.items()) if math.isfinite(v)]
+    out.append(Metric("step_seconds", result.seconds, now, last))
     history = result.notebook.parent / "history.json"
     if history.is_file():
         # The trainer's log history: loss, cutpoint_k, throughput... at their training step.
@@ -88,10 +99,10 @@ def log_step(
     tracking: Tracking,
     step: str,
     params: dict[str, Any],
-    result: StepResult | None = None,
     error: BaseException | None = None,
     files: list[Path] | None = None,
     tags: dict[str, str] | None = None,
+    result: StepResult | None = None,
 ) -> str:
     """Record one step as a nested run: parameters, metrics, notebook, HTML and artefacts.
 
@@ -107,23 +118,38 @@ def log_step(
         tags={"mlflow.parentRunId": tracking.parent_run_id, "ordinal.step": step, **(tags or {})},
     )
     run_id = run.info.run_id
-    extra = [RunTag("ordinal.error", str(error)[:4000])] if error is not None else []
-    metrics = _metrics(result) if result is not None else []
-    for start in range(0, max(len(metrics), 1), 900):  # MLflow caps a batch at 1000 entries
-        client.log_batch(
-            run_id,
-            metrics=metrics[start : start + 900],
-            params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-            if not start
-            else [],
-            tags=extra if not start else [],
-        )
-    for path in files or []:
-        if path.is_file():
-            folder = "notebook" if path.suffix in (".ipynb", ".html") else "outputs"
-            client.log_artifact(run_id, str(path), artifact_path=folder)
-    client.set_terminated(run_id, "FINISHED" if error is None else "FAILED")
+    status = "FAILED"
+    try:
+        extra = [RunTag("ordinal.error", str(error)[:4000])] if error is not None else []
+        metrics = _metrics(result) if result is not None else []
+        safe = [Param(k, redact(str(v))[:6000]) for k, v in sorted(params.items())]
+        for start in range(0, max(len(metrics), 1), 900):  # MLflow caps a batch at 1000
+            client.log_batch(
+                run_id,
+                metrics=metrics[start : start + 900],
+                params=safe if not start else [],
+                tags=extra if not start else [],
+            )
+        for path in files or []:
+            if path.is_file():
+                folder = "notebook" if path.suffix in (".ipynb", ".html") else "outputs"
+                client.log_artifact(run_id, str(path), artifact_path=folder)
+        status = "FINISHED" if error is None else "FAILED"
+    finally:
+        client.set_terminated(run_id, status)
     return run_id
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any ``scheme://user:password@host`` URI masked.
+
+    >>> redact("postgresql://mlflow:s3cret@db:5432/mlflow")
+    'postgresql://mlflow:***@db:5432/mlflow'
+    >>> redact("https://token@mlflow.example")
+    'https://***@mlflow.example'
+    """
+    text = re.sub(r"(://[^/@:\s]+):[^/@\s]*@", r"\1:***@", text)
+    return re.sub(r"(://)[^/@:\s]+@", r"\1***@", text)
 
 
 def end_pipeline_run(
@@ -149,5 +175,6 @@ def run_url(tracking: Tracking) -> str:
     uri = tracking.tracking_uri
     if uri.startswith(("http://", "https://")):
         base = uri.rstrip("/")
-        return f"{base}/#/experiments/{tracking.experiment_id}/runs/{tracking.parent_run_id}"
-    return f"{uri} (experiment {tracking.experiment_id}, run {tracking.parent_run_id})"
+        run = f"#/experiments/{tracking.experiment_id}/runs/{tracking.parent_run_id}"
+        return f"{redact(base)}/{run}"
+    return f"{redact(uri)} (experiment {tracking.experiment_id}, run {tracking.parent_run_id})"

@@ -244,3 +244,14 @@ def test_rerunning_a_finished_run_takes_no_extra_step(tmp_path):
     # A longer run from the same folder resumes and trains the remaining steps.
     longer = train_ordinal_model(spec.model_copy(update={"max_steps": 6}), records)
     assert longer.global_step == 6
+
+
+def test_resuming_with_other_hyperparameters_is_refused(tmp_path):
+    records = keyword_records(48, seed=5)
+    spec = TrainSpec.quick(output_dir=tmp_path, max_steps=2, save_steps=2, eval_each_epoch=False)
+    train_ordinal_model(spec, records)
+    with pytest.raises(CheckpointError, match=r"learning_rate: 0\.001 -> 0\.0005"):
+        train_ordinal_model(spec.model_copy(update={"learning_rate": 5e-4}), records)
+    # Starting over in the same folder is allowed.
+    fresh = spec.model_copy(update={"learning_rate": 5e-4, "resume": False})
+    assert train_ordinal_model(fresh, records).resumed_from is None

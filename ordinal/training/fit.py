@@ -73,6 +73,35 @@ def _dataset(records: Sequence[dict[str, Any]], modality: str, processor: Any, s
     return ImageOrdinalDataset([r["image"] for r in records], labels, processor)
 
 
+# What a resumed run may change: how long it runs, where it logs and how often it saves.
+_RESUMABLE_CHANGES = {
+    "epochs", "max_steps", "output_dir", "resume", "report_to", "run_name", "experiment",
+    "checkpoint_interval_seconds", "logging_steps", "save_steps", "save_total_limit",
+    "eval_each_epoch", "eval_batch_size",
+}  # fmt: skip
+SPEC_FILE = "train_spec.json"
+
+
+def _spec_fingerprint(spec: TrainSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.model_dump(mode="json").items() if k not in _RESUMABLE_CHANGES}
+
+
+def _check_same_spec(checkpoint_dir: Path, spec: TrainSpec) -> None:
+    """Refuse to resume checkpoints written with other hyperparameters (learning rate, ...)."""
+    path = checkpoint_dir / SPEC_FILE
+    if not path.is_file():
+        return
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    wanted = _spec_fingerprint(spec)
+    changed = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}" for k in changed)
+        raise CheckpointError(
+            f"{checkpoint_dir} holds checkpoints of a run with other settings ({details}); "
+            "train into a new output_dir, or set resume=False to start over"
+        )
+
+
 def _check_resumable(checkpoint: Path, section: dict[str, Any]) -> None:
     """Refuse a checkpoint of another head, link or class count: the weights would load."""
     saved = json.loads((checkpoint / "config.json").read_text(encoding="utf-8")).get("ordinal", {})
@@ -214,8 +243,13 @@ def train_ordinal_model(
     finished = False
     if resume is not None:
         _check_resumable(resume, model.config.ordinal)
+        _check_same_spec(checkpoint_dir, spec)
         finished = _checkpoint_step(resume) >= planned_steps(spec, len(train_ds))
         log.info("resuming from %s%s", resume, " (training already complete)" if finished else "")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (checkpoint_dir / SPEC_FILE).write_text(
+        json.dumps(_spec_fingerprint(spec), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     with _mlflow_run(spec) as run_id:
         started = time.perf_counter()
         if finished:

@@ -8,6 +8,7 @@ minute; ``test_pipeline_end_to_end`` runs the real notebooks.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -125,3 +126,24 @@ def test_a_terminated_run_tears_down_its_worker(home, tmp_path):
     summary = read_summary(run_dir)
     assert summary["teardown"]["worker_stopped"] is True
     assert {s["step"]: s["status"] for s in summary["steps"]}["train"] == "failed"
+
+
+@pytest.mark.slow
+def test_rerunning_a_failed_run_id_resumes_from_the_cache(home, tmp_path):
+    """A failed run, its notebook fixed, re-run under the same id: finished steps come from
+    Prefect's cache (also the compute step run by the worker), the fixed one runs."""
+    notebooks = write_toy_notebooks(tmp_path / "notebooks", fail="export")
+    env = {NOTEBOOK_DIR_ENV: str(notebooks)}
+    args = ("--run-id", "resumed", "--compute", "worker", "--model", "bert-tiny")
+    assert ordinal_run(*args, env=env).returncode == 1
+    run_dir = home / "runs" / "resumed"
+    stamps = {s: (run_dir / s / "notebook.ipynb").stat().st_mtime_ns for s in ("ingest", "train")}
+
+    fixed = write_toy_notebooks(tmp_path / "fixed")
+    shutil.copy2(fixed / "05_export.ipynb", notebooks / "05_export.ipynb")
+    done = ordinal_run(*args, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert read_summary(run_dir)["status"] == "completed"
+    for step, stamp in stamps.items():  # not executed again
+        assert (run_dir / step / "notebook.ipynb").stat().st_mtime_ns == stamp, step
+    assert "sabotaged" not in (run_dir / "export" / "notebook.html").read_text(encoding="utf-8")

@@ -54,6 +54,8 @@ def test_pipeline_runs_on_the_stack_with_a_per_run_worker(
                 "on-stack-export", "on-stack-parity", "on-stack-quantize", "on-stack-train"
             ]  # fmt: skip
             assert all(r.state_type.value == "COMPLETED" for r in steps)
+            # Each ran from the run's own queue (the stack's workers serve only theirs).
+            assert {r.work_queue_name for r in steps} == {"run-on-stack"}
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stack_config.ca_cert))
     from mlflow.tracking import MlflowClient
