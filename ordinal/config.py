@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ordinal.heads import available_heads
+__all__ = ["HeadName", "TrainSpec", "known_head"]
 
-__all__ = ["TrainSpec"]
+
+def known_head(value: str) -> str:
+    """``value`` if it names a registered head, else a ``ValueError`` listing the heads.
+
+    >>> known_head("corn")
+    'corn'
+    """
+    from ordinal.heads import available_heads  # torch: only when a head is checked
+
+    if value not in available_heads():
+        raise ValueError(f"unknown head {value!r}; choose one of {available_heads()}")
+    return value
+
+
+HeadName = Annotated[str, AfterValidator(known_head)]
+"""A string field that must name a registered ordinal head."""
 
 
 class TrainSpec(BaseModel):
@@ -24,7 +39,7 @@ class TrainSpec(BaseModel):
     model: str = Field(
         "minilm", description="Preset name (minilm, bert-tiny, vit-tiny) or a model directory"
     )
-    head: str = Field("cumulative_link", description="Registered ordinal head")
+    head: HeadName = Field("cumulative_link", description="Registered ordinal head")
     link: Literal["logit", "probit", "cloglog"] | None = Field(
         None, description="Link of the cumulative-link head (default logit)"
     )
@@ -53,13 +68,6 @@ class TrainSpec(BaseModel):
     run_name: str | None = None
     output_dir: Path = Path("runs/train")
     resume: bool = Field(True, description="Resume from the latest complete checkpoint")
-
-    @field_validator("head")
-    @classmethod
-    def _known_head(cls, value: str) -> str:
-        if value not in available_heads():
-            raise ValueError(f"unknown head {value!r}; choose one of {available_heads()}")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:
