@@ -70,6 +70,12 @@ class PipelineParams(BaseModel):
     parity_samples: int = Field(500, ge=1)
     non_production: bool = Field(False, description="Allow a parity run on < 500 samples")
     quantize_preset: Literal["fused", "static", "dynamic"] = "fused"
+    int8_prob_atol: float = Field(
+        0.0,
+        ge=0,
+        description="Gate INT8 class probabilities at this tolerance; 0 (the default) gates "
+        "on MAE only and reports the deltas",
+    )
     storage: str = Field("", description="Storage root URL; '' is the local store")
     run_id: str = Field("", pattern=r"^[a-z0-9-]*$", description="'' makes one from the time")
     runs_root: str = Field("", description="Where run folders go; '' is <state>/runs")
@@ -186,6 +192,7 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
             **data,
             "experiment": params.run_id,
             "preset": params.quantize_preset,
+            "prob_atol": params.int8_prob_atol,
             "num_samples": params.parity_samples,
         },
     }

@@ -37,6 +37,8 @@ KEY_METRICS = {
     "mae_int8",
     "int8_mae_change",
     "int8_max_prob_delta",
+    "int8_prob_delta_p99",
+    "int8_label_agreement",
     "latency_ms_fp32",
     "latency_ms_int8",
 }

@@ -114,6 +114,9 @@ class QuantizeParams(_DatasetParams):
     preset: Literal["fused", "static", "dynamic"] = "fused"
     num_samples: int = Field(500, ge=1, description="Held-out samples for the accuracy gate")
     selection_dir: str = Field("", description="Committed selection; '' is this run's calibrate/")
+    prob_atol: float = Field(
+        0.01, ge=0, description="Max |p_int8 - p_fp32| gated; 0 reports it without gating"
+    )
 
 
 @dataclass(frozen=True)
