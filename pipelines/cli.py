@@ -48,7 +48,9 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     for column in ("step", "status", "seconds", "where"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for record in summary["steps"]:
-        table.add_row(record["step"], record["status"], f"{record['seconds']:.1f}", record["where"])
+        where = record["where"]
+        where = "worker" if where.startswith("Prefect worker") else where.split(" (")[0]
+        table.add_row(record["step"], record["status"], f"{record['seconds']:.1f}", where)
     table.add_row("total", "", f"{summary['seconds']:.1f}", "")
     return table
 
@@ -118,6 +120,7 @@ def run(
             raise
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     console.print(_summary_table(summary))
+    print(f"compute:      {summary['compute']}")
     _print_where(summary)
     if failure is not None:
         console.print(
