@@ -16,6 +16,9 @@ os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 # never in ~/.prefect.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="ordinal-tests-prefect-"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary API server migrates a fresh database on first use; on a loaded 2-core CI
+# machine that takes longer than Prefect's 20 s default (the CLI sets the same 120 s).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ordinal import metrics
 from ordinal.artifacts import layout
 from ordinal.artifacts.checksums import sha256_file
-from ordinal.artifacts.manifest import FileEntry, Manifest, new_manifest, write_manifest
+from ordinal.artifacts.errors import ManifestError
+from ordinal.artifacts.manifest import (
+    FileEntry,
+    Manifest,
+    new_manifest,
+    read_manifest,
+    write_manifest,
+)
 from ordinal.artifacts.storage import Storage, open_storage, staging_dir
 from ordinal.export.errors import QuantizationError
 from ordinal.export.graph import load_onnx
@@ -416,23 +423,12 @@ def quantize_onnx(
             outputs.append(
                 FileEntry.from_digest(digest, role="model" if path.name == MODEL_FILE else "asset")
             )
-    # Provenance of the graph actually quantised (which may live outside this experiment).
-    fp32_key = layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE)
-    stored = storage.local_path(fp32_key)
-    same = stored is not None and stored.resolve() == fp32_path.resolve()
-    digest = sha256_file(fp32_path)
-    fp32_digest = FileEntry(
-        path=fp32_key if same else str(fp32_path.resolve()),
-        sha256=digest.sha256,
-        size=digest.size,
-        role="fp32-model",
-    )
     manifest = new_manifest(
         phase="quantize",
         dataset=calibration.dataset,
         version="calibration",
         experiment_id=experiment,
-        inputs=[fp32_digest],
+        inputs=[_fp32_provenance(storage, experiment, fp32_path)],
         outputs=outputs,
         record_counts={"calibration_samples": len(calibration.records)},
         parameters={
@@ -444,6 +440,36 @@ def quantize_onnx(
     )
     write_manifest(storage, layout.join(prefix, layout.MANIFEST_NAME), manifest)
     return storage.local_path(layout.join(prefix, MODEL_FILE)), manifest
+
+
+def _fp32_provenance(storage: Storage, experiment: str, fp32_path: Path) -> FileEntry:
+    """The quantised FP32 graph as a manifest input.
+
+    It is named by its storage key when it is the experiment's stored FP32 model: the stored
+    file itself (local storage), or a byte-identical copy of it, such as the download a
+    quantise step works from on S3 (checked against the FP32 export manifest). A graph from
+    anywhere else is named by its local path.
+    """
+    digest = sha256_file(fp32_path)
+    fp32_dir = layout.onnx_dir(experiment, "fp32")
+    fp32_key = layout.join(fp32_dir, MODEL_FILE)
+    path = str(fp32_path.resolve())
+    stored = storage.local_path(fp32_key)
+    if stored is not None and stored.resolve() == fp32_path.resolve():
+        path = fp32_key
+    else:
+        try:
+            manifest = read_manifest(storage, layout.join(fp32_dir, layout.MANIFEST_NAME))
+            recorded: FileEntry | None = manifest.output("model")
+        except ManifestError:
+            recorded = None
+        if recorded is not None and (recorded.path, recorded.sha256, recorded.size) == (
+            fp32_key,
+            digest.sha256,
+            digest.size,
+        ):
+            path = fp32_key
+    return FileEntry(path=path, sha256=digest.sha256, size=digest.size, role="fp32-model")
 
 
 @dataclass

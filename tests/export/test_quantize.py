@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from ordinal import TrainSpec, train_ordinal_model
 from ordinal.artifacts import layout, load_verified_manifest, open_storage
+from ordinal.artifacts.checksums import sha256_file
 from ordinal.export import QuantizationError, export_onnx
 from ordinal.export.quantize import CalibrationSet, QuantizeSpec, evaluate_int8, quantize_onnx
 from tests.helpers.keyword_data import keyword_records
@@ -55,6 +58,20 @@ def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
     assert stored.parameters["calibration_manifest_sha256"] == "a" * 64
     assert stored.record_counts["calibration_samples"] == 120
     assert stored.inputs[0].role == "fp32-model"
+
+
+def test_a_downloaded_fp32_copy_is_recorded_by_its_storage_key(trained_fp32, tmp_path):
+    """On S3 the quantise step works from a local download of the FP32 folder: the INT8
+    manifest names the stored model, not the download; a graph from elsewhere keeps its path."""
+    exported, storage, records = trained_fp32
+    copy = shutil.copytree(exported.directory, tmp_path / "download")
+    calibration = CalibrationSet(records[:100], "keywords")
+    spec = QuantizeSpec.dynamic()
+    for experiment, named in (("kw", "models/onnx/kw/fp32/model.onnx"), ("elsewhere", None)):
+        _, manifest = quantize_onnx(copy, calibration, experiment, spec=spec, storage=storage)
+        source = manifest.inputs[0]
+        assert source.path == (named or str((copy / "model.onnx").resolve()))
+        assert source.sha256 == sha256_file(exported.onnx_path).sha256
 
 
 def test_gate_fails_when_thresholds_are_impossible(trained_fp32):
