@@ -31,7 +31,7 @@ from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
-from pipelines.tasks import run_notebook
+from pipelines.tasks import notebook_task
 from pipelines.tracking import (
     Tracking,
     end_pipeline_run,
@@ -319,7 +319,8 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                     record.seconds = time.perf_counter() - t0  # the worker's round trip too
                 else:
                     values = plan[name].model_dump(mode="json")
-                    _record(record, run_notebook(name, values, tracking, params.run_id))
+                    task = notebook_task(name, values)
+                    _record(record, task(name, values, tracking, params.run_id))
             except BaseException as exc:
                 _fail(record, exc, t0, run_dir)
                 raise

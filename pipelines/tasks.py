@@ -5,7 +5,8 @@ Every step of the pipeline is this task with a different notebook and parameter 
 before a kernel starts, executes with papermill, keeps and renders the notebook, logs both
 to MLflow as a nested run, checks the declared outputs, and publishes a markdown artifact
 so the Prefect UI shows a readable summary. Its cache key is :func:`pipelines.notebooks.
-cache_key`: a changed notebook is never served from cache.
+cache_key`: a changed notebook is never served from cache. Callers take the task from
+:func:`notebook_task`, which also refuses a cache hit for a step whose files are gone.
 """
 
 from __future__ import annotations
@@ -22,15 +23,24 @@ from prefect.context import TaskRunContext
 
 from pipelines.errors import NotebookStepError, PipelineError
 from pipelines.notebooks import (
+    HTML_FILE,
+    NOTEBOOK_FILE,
     StepResult,
     cache_key,
     execute_step,
     step_reports,
     validate_params,
 )
+from pipelines.steps import get_step
 from pipelines.tracking import Tracking, log_step
 
-__all__ = ["RESULT_FILE", "read_step_result", "run_compute_step", "run_notebook"]
+__all__ = [
+    "RESULT_FILE",
+    "notebook_task",
+    "read_step_result",
+    "run_compute_step",
+    "run_notebook",
+]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +199,24 @@ def run_notebook(
     return result
 
 
+def notebook_task(step: str, params: dict[str, Any], **options: Any) -> Any:
+    """``run_notebook`` with Prefect task ``options`` (``retries``, ...), for this call.
+
+    A cached result is only as good as the files it points to: when the step's folder no
+    longer holds its declared outputs, executed notebook and HTML (a deleted or moved run
+    folder), the cache entry is refreshed and the step runs again rather than handing later
+    steps paths that are gone.
+    """
+    from ordinal.runs import resolve_run_dir
+
+    checked = validate_params(step, params)
+    run_dir = resolve_run_dir(checked.run_dir)
+    folder = run_dir / step
+    kept = [*get_step(step).declared_outputs(run_dir), folder / NOTEBOOK_FILE, folder / HTML_FILE]
+    fresh = not all(path.exists() for path in kept)
+    return run_notebook.with_options(refresh_cache=fresh, **options)
+
+
 def _quietly(what: str, fn: Any, *args: Any) -> Any:
     """Record-keeping must not fail (or retry) a step that ran: warn and carry on."""
     try:
@@ -217,7 +245,7 @@ def run_compute_step(
     if tracking and not tracking.get("tracking_uri"):
         # The URI travels in the worker's environment, not in (stored, displayed) parameters.
         tracking = {**tracking, "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI", "")}
-    runner = run_notebook.with_options(retries=retries, retry_delay_seconds=1)
+    runner = notebook_task(step, params, retries=retries, retry_delay_seconds=1)
     result = runner(
         step,
         checked.model_dump(mode="json"),

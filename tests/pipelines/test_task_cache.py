@@ -1,20 +1,23 @@
 """``run_notebook``'s cache: the same notebook and parameters are served from the cache; an
-edited notebook never is. Stand-in notebooks (``toy_notebooks``) keep this to seconds."""
+edited notebook, or a step whose files were deleted, never is. Stand-in notebooks
+(``toy_notebooks``) keep this to seconds."""
 
 from __future__ import annotations
+
+import shutil
 
 import nbformat
 from prefect import flow
 
 from pipelines.steps import NOTEBOOK_DIR_ENV, STEPS
-from pipelines.tasks import run_notebook
+from pipelines.tasks import notebook_task
 from tests.pipelines.toy_notebooks import write_toy_notebooks
 
 
 @flow(name="cache-check")
 def _run_twice(params: dict) -> list[str]:
-    first = run_notebook("preprocess", params, return_state=True)
-    second = run_notebook("preprocess", params, return_state=True)
+    first = notebook_task("preprocess", params)("preprocess", params, return_state=True)
+    second = notebook_task("preprocess", params)("preprocess", params, return_state=True)
     return [first.name, second.name]
 
 
@@ -33,3 +36,7 @@ def test_same_notebook_and_parameters_hit_the_cache_an_edit_misses(tmp_path, mon
     assert _run_twice(params) == ["Completed", "Cached"]
     assert executed.stat().st_mtime_ns != stamp  # the edited notebook really ran
     assert "# an edit" in executed.read_text(encoding="utf-8")
+
+    shutil.rmtree(tmp_path / "run" / "preprocess")  # e.g. a cleaned-up run folder
+    assert _run_twice(params) == ["Completed", "Cached"]
+    assert executed.is_file() and (tmp_path / "run" / "preprocess" / "outputs.json").is_file()
