@@ -31,7 +31,7 @@ from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
-from pipelines.tasks import notebook_task
+from pipelines.tasks import notebook_task, record_cached_step
 from pipelines.tracking import (
     Tracking,
     end_pipeline_run,
@@ -100,7 +100,11 @@ class PipelineParams(BaseModel):
 
 @dataclass
 class StepRecord:
-    """One line of the run summary."""
+    """One line of the run summary.
+
+    ``status``: pending, completed, cached (served from Prefect's cache: an earlier run of
+    this run id executed it), failed or skipped.
+    """
 
     step: str
     status: str = "pending"
@@ -229,8 +233,8 @@ def _teardown_hook(flow: Any, flow_run: Any, state: Any) -> None:
         logging.getLogger("ordinal.pipeline").warning("teardown after %s: %s", state.name, report)
 
 
-def _record(record: StepRecord, result: StepResult) -> None:
-    record.status = "completed"
+def _record(record: StepRecord, result: StepResult, cached: bool = False) -> None:
+    record.status = "cached" if cached else "completed"
     record.seconds = result.seconds
     record.notebook, record.html = str(result.notebook), str(result.html)
     record.metrics = result.metrics
@@ -315,12 +319,17 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                     record.where = target.description
                     retries = params.train_retries if name == "train" else 0
                     values = plan[name].model_dump(mode="json")
-                    _record(record, target.run_step(name, values, tracking, params.run_id, retries))
+                    result = target.run_step(name, values, tracking, params.run_id, retries)
+                    _record(record, result, record_cached_step(result, tracking))
                     record.seconds = time.perf_counter() - t0  # the worker's round trip too
                 else:
                     values = plan[name].model_dump(mode="json")
-                    task = notebook_task(name, values)
-                    _record(record, task(name, values, tracking, params.run_id))
+                    result = notebook_task(name, values)(name, values, tracking, params.run_id)
+                    if record_cached_step(result, tracking):
+                        _record(record, result, cached=True)
+                        record.seconds = time.perf_counter() - t0  # not the original run's
+                    else:
+                        _record(record, result)
             except BaseException as exc:
                 _fail(record, exc, t0, run_dir)
                 raise

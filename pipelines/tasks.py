@@ -32,12 +32,13 @@ from pipelines.notebooks import (
     validate_params,
 )
 from pipelines.steps import get_step
-from pipelines.tracking import Tracking, log_step
+from pipelines.tracking import Tracking, log_step, parent_of
 
 __all__ = [
     "RESULT_FILE",
     "notebook_task",
     "read_step_result",
+    "record_cached_step",
     "run_compute_step",
     "run_notebook",
 ]
@@ -215,6 +216,31 @@ def notebook_task(step: str, params: dict[str, Any], **options: Any) -> Any:
     kept = [*get_step(step).declared_outputs(run_dir), folder / NOTEBOOK_FILE, folder / HTML_FILE]
     fresh = not all(path.exists() for path in kept)
     return run_notebook.with_options(refresh_cache=fresh, **options)
+
+
+def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
+    """Give a step served from the cache its nested run under this pipeline run too.
+
+    A cache hit does not execute the task, so its result still names the nested run of the
+    pipeline run that executed it. This logs the same record (parameters, metrics, notebook,
+    HTML, reports) under ``tracking``'s parent run, tagged ``ordinal.cached_from`` with the
+    original run, so every pipeline run in MLflow lists all its steps. Returns whether the
+    result came from the cache (False when it cannot tell: no tracking).
+    """
+    if tracking is None or result.mlflow_run_id is None:
+        return False
+    if parent_of(tracking, result.mlflow_run_id) == tracking.parent_run_id:
+        return False  # executed in this pipeline run
+    run_dir = result.notebook.parent.parent
+    files = [result.notebook, result.html, run_dir / result.step / "outputs.json"]
+    tags = {"ordinal.cache_key": result.cache_key, "ordinal.cached_from": result.mlflow_run_id}
+    logged = _quietly(
+        "MLflow", log_step, tracking, result.step, result.params, None, [*files, *result.artifacts],
+        tags, result,
+    )  # fmt: skip
+    if logged is not None:
+        result.mlflow_run_id = logged
+    return True
 
 
 def _quietly(what: str, fn: Any, *args: Any) -> Any:

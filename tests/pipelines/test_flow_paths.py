@@ -147,3 +147,20 @@ def test_rerunning_a_failed_run_id_resumes_from_the_cache(home, tmp_path):
     for step, stamp in stamps.items():  # not executed again
         assert (run_dir / step / "notebook.ipynb").stat().st_mtime_ns == stamp, step
     assert "sabotaged" not in (run_dir / "export" / "notebook.html").read_text(encoding="utf-8")
+    statuses = {s["step"]: s["status"] for s in read_summary(run_dir)["steps"]}
+    cached = ["ingest", "preprocess", "calibrate", "train"]
+    assert [s for s, status in statuses.items() if status == "cached"] == cached
+    # The second pipeline run lists every step in MLflow; cached ones name their origin.
+    parents = [r for r in mlflow_runs(home) if "mlflow.parentRunId" not in r.data.tags]
+    first, second = sorted(parents, key=lambda r: r.info.start_time)
+    nested = {}
+    for run in mlflow_runs(home):
+        nested.setdefault(run.data.tags.get("mlflow.parentRunId"), {})[run.info.run_name] = run
+    later = nested[second.info.run_id]
+    assert sorted(later) == sorted(["ingest", "preprocess", "calibrate", "train", "export",
+                                    "parity", "quantize"])  # fmt: skip
+    for step in cached:
+        origin = nested[first.info.run_id][step].info.run_id
+        assert later[step].data.tags["ordinal.cached_from"] == origin
+        assert later[step].data.metrics == nested[first.info.run_id][step].data.metrics
+    assert "ordinal.cached_from" not in later["export"].data.tags
