@@ -214,8 +214,9 @@ def notebook_task(step: str, params: dict[str, Any], **options: Any) -> Any:
     run_dir = resolve_run_dir(checked.run_dir)
     folder = run_dir / step
     kept = [*get_step(step).declared_outputs(run_dir), folder / NOTEBOOK_FILE, folder / HTML_FILE]
-    fresh = not all(path.exists() for path in kept)
-    return run_notebook.with_options(refresh_cache=fresh, **options)
+    if not all(path.exists() for path in kept):
+        options["refresh_cache"] = True  # else the task's (and Prefect's) own setting
+    return run_notebook.with_options(**options)
 
 
 def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
