@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,20 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """On SIGTERM, exit through Python (status 143) rather than die at once.
+
+    During the flow Prefect turns SIGTERM into a graceful shutdown (teardown runs), then
+    re-sends the signal to the handler it found. With the default handler the process would
+    die without its exit handlers, leaving Prefect's temporary API server running.
+    """
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:
@@ -110,6 +125,7 @@ def run(
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.rule(f"ordinal pipeline: run {params.run_id}")
+    _exit_cleanly_on_sigterm()
     failure: BaseException | None = None
     try:
         summary = ordinal_pipeline(params)

@@ -31,7 +31,7 @@ from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
-from pipelines.tasks import notebook_task, record_cached_step
+from pipelines.tasks import record_cached_step, step_task
 from pipelines.tracking import (
     Tracking,
     end_pipeline_run,
@@ -324,7 +324,7 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                     record.seconds = time.perf_counter() - t0  # the worker's round trip too
                 else:
                     values = plan[name].model_dump(mode="json")
-                    result = notebook_task(name, values)(name, values, tracking, params.run_id)
+                    result = step_task(name, values)(name, values, tracking, params.run_id)
                     if record_cached_step(result, tracking):
                         _record(record, result, cached=True)
                         record.seconds = time.perf_counter() - t0  # not the original run's

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 KERNEL_NAME = "python3"
 NOTEBOOK_FILE = "notebook.ipynb"
 HTML_FILE = "notebook.html"
+#: The cache key of the completed execution whose files the step's folder holds.
+KEY_FILE = "cache_key.txt"
 
 
 @dataclass
@@ -58,6 +60,9 @@ class StepResult:
     cache_key: str
     timings: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    #: The MLflow parent run of the pipeline run that executed the step. A result served
+    #: from Prefect's cache keeps the one of the run that executed it.
+    tracked_under: str | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -200,7 +205,7 @@ def execute_step(
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook, html = out_dir / NOTEBOOK_FILE, out_dir / HTML_FILE
     # A previous attempt's files must not vouch for (or stand in for) this one.
-    for stale in (out_dir / OUTPUTS_FILE, notebook, html):
+    for stale in (out_dir / KEY_FILE, out_dir / OUTPUTS_FILE, notebook, html):
         stale.unlink(missing_ok=True)
 
     started = time.perf_counter()
@@ -250,6 +255,7 @@ def execute_step(
     if missing:
         raise MissingOutputsError(step.name, missing, notebook, html)
     outputs = json.loads((out_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
+    (out_dir / KEY_FILE).write_text(key + "\n", encoding="utf-8")  # last: the files are complete
     return StepResult(
         step=step.name,
         params=checked.model_dump(mode="json"),

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pipelines.errors import PipelineError
 from pipelines.notebooks import StepResult
-from pipelines.tasks import notebook_task, read_step_result
+from pipelines.tasks import read_step_result, step_task
 from pipelines.tracking import Tracking
 
 __all__ = [
@@ -94,7 +94,7 @@ class InProcessTarget(ComputeTarget):
         self.description = f"in-process ({reason})"
 
     def run_step(self, step, params, tracking, run_name, retries=0):
-        runner = notebook_task(step, params, retries=retries, retry_delay_seconds=1)
+        runner = step_task(step, params, retries=retries, retry_delay_seconds=1)
         return runner(step, params, tracking, run_name)
 
 

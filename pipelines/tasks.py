@@ -6,7 +6,8 @@ before a kernel starts, executes with papermill, keeps and renders the notebook,
 to MLflow as a nested run, checks the declared outputs, and publishes a markdown artifact
 so the Prefect UI shows a readable summary. Its cache key is :func:`pipelines.notebooks.
 cache_key`: a changed notebook is never served from cache. Callers take the task from
-:func:`notebook_task`, which also refuses a cache hit for a step whose files are gone.
+:func:`step_task`, which also refuses a cache hit for a step whose files are gone or were
+overwritten by another execution.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prefect.context import TaskRunContext
 from pipelines.errors import NotebookStepError, PipelineError
 from pipelines.notebooks import (
     HTML_FILE,
+    KEY_FILE,
     NOTEBOOK_FILE,
     StepResult,
     cache_key,
@@ -32,15 +34,15 @@ from pipelines.notebooks import (
     validate_params,
 )
 from pipelines.steps import get_step
-from pipelines.tracking import Tracking, log_step, parent_of
+from pipelines.tracking import Tracking, log_step
 
 __all__ = [
     "RESULT_FILE",
-    "notebook_task",
     "read_step_result",
     "record_cached_step",
     "run_compute_step",
     "run_notebook",
+    "step_task",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,14 @@ RESULT_FILE = "result.json"
 
 
 def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    step = parameters["step"]
-    checked = validate_params(step, parameters["params"])
+    return _resolved_key(parameters["step"], parameters["params"])
+
+
+def _resolved_key(step: str, params: dict[str, Any]) -> str:
+    """:func:`cache_key` with the run folder resolved, as the task's cache sees it."""
     from ordinal.runs import resolve_run_dir
 
+    checked = validate_params(step, params)
     resolved = checked.model_copy(update={"run_dir": str(resolve_run_dir(checked.run_dir))})
     return cache_key(step, resolved)
 
@@ -93,6 +99,7 @@ def _write_result(result: StepResult | None, step: str, run_dir: Path, error: An
             params=result.params,
             timings=result.timings,
             mlflow_run_id=result.mlflow_run_id,
+            tracked_under=result.tracked_under,
         )
     if error is not None:
         data["error"] = {"type": type(error).__name__, "message": str(error)}
@@ -138,6 +145,7 @@ def read_step_result(run_dir: Path, step: str) -> StepResult:
         cache_key=data["cache_key"],
         timings=data.get("timings") or {},
         mlflow_run_id=data.get("mlflow_run_id"),
+        tracked_under=data.get("tracked_under"),
     )
 
 
@@ -183,6 +191,7 @@ def run_notebook(
         _quietly("Prefect artifact", _publish, step, run_name, _markdown(None, step, exc))
         raise
     if tracking is not None:
+        result.tracked_under = tracking.parent_run_id
         files = [result.notebook, result.html, run_dir / step / "outputs.json", *result.artifacts]
         result.mlflow_run_id = _quietly(
             "MLflow",
@@ -200,23 +209,37 @@ def run_notebook(
     return result
 
 
-def notebook_task(step: str, params: dict[str, Any], **options: Any) -> Any:
+def step_task(step: str, params: dict[str, Any], **options: Any) -> Any:
     """``run_notebook`` with Prefect task ``options`` (``retries``, ...), for this call.
 
-    A cached result is only as good as the files it points to: when the step's folder no
-    longer holds its declared outputs, executed notebook and HTML (a deleted or moved run
-    folder), the cache entry is refreshed and the step runs again rather than handing later
-    steps paths that are gone.
+    A cached result is only as good as the files it points to. The cache entry is refreshed
+    (the step runs again) unless the step's folder holds what an execution under the same
+    cache key left: its ``cache_key.txt`` names that key, and the declared outputs, executed
+    notebook and HTML exist. So a deleted or moved step folder, a failed attempt, or a later
+    execution with other parameters that overwrote the folder is never vouched for by an
+    older cache entry.
     """
     from ordinal.runs import resolve_run_dir
 
-    checked = validate_params(step, params)
-    run_dir = resolve_run_dir(checked.run_dir)
+    run_dir = resolve_run_dir(validate_params(step, params).run_dir)
     folder = run_dir / step
     kept = [*get_step(step).declared_outputs(run_dir), folder / NOTEBOOK_FILE, folder / HTML_FILE]
-    if not all(path.exists() for path in kept):
+    recorded, key = _recorded_key(folder), _resolved_key(step, params)
+    missing = [p for p in kept if not p.exists()]
+    if recorded != key or missing:
         options["refresh_cache"] = True  # else the task's (and Prefect's) own setting
+        if recorded is not None:  # there was a completed execution: say why it is not used
+            why = f"{missing[0]} is gone" if missing else f"it holds the files of {recorded}"
+            log.info("step %s: not using a cached %s: %s", step, key, why)
     return run_notebook.with_options(**options)
+
+
+def _recorded_key(folder: Path) -> str | None:
+    """The cache key of the execution whose files are in ``folder`` (None: none completed)."""
+    try:
+        return (folder / KEY_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
 
 
 def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
@@ -226,21 +249,23 @@ def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
     pipeline run that executed it. This logs the same record (parameters, metrics, notebook,
     HTML, reports) under ``tracking``'s parent run, tagged ``ordinal.cached_from`` with the
     original run, so every pipeline run in MLflow lists all its steps. Returns whether the
-    result came from the cache (False when it cannot tell: no tracking).
+    result came from the cache, known from the parent run it was executed under (False when
+    there is no tracking).
     """
-    if tracking is None or result.mlflow_run_id is None:
-        return False
-    if parent_of(tracking, result.mlflow_run_id) == tracking.parent_run_id:
+    if tracking is None or result.tracked_under == tracking.parent_run_id:
         return False  # executed in this pipeline run
-    run_dir = result.notebook.parent.parent
+    run_dir = result.notebook.parent.parent  # execute_step writes {run_dir}/{step}/notebook
     files = [result.notebook, result.html, run_dir / result.step / "outputs.json"]
-    tags = {"ordinal.cache_key": result.cache_key, "ordinal.cached_from": result.mlflow_run_id}
+    tags = {"ordinal.cache_key": result.cache_key}
+    if result.mlflow_run_id is not None:  # None: the executing run could not record it
+        tags["ordinal.cached_from"] = result.mlflow_run_id
     logged = _quietly(
         "MLflow", log_step, tracking, result.step, result.params, None, [*files, *result.artifacts],
         tags, result,
     )  # fmt: skip
     if logged is not None:
         result.mlflow_run_id = logged
+    result.tracked_under = tracking.parent_run_id
     return True
 
 
@@ -272,7 +297,7 @@ def run_compute_step(
     if tracking and not tracking.get("tracking_uri"):
         # The URI travels in the worker's environment, not in (stored, displayed) parameters.
         tracking = {**tracking, "tracking_uri": os.environ.get("MLFLOW_TRACKING_URI", "")}
-    runner = notebook_task(step, params, retries=retries, retry_delay_seconds=1)
+    runner = step_task(step, params, retries=retries, retry_delay_seconds=1)
     result = runner(
         step,
         checked.model_dump(mode="json"),

@@ -140,15 +140,6 @@ def log_step(
     return run_id
 
 
-def parent_of(tracking: Tracking, run_id: str) -> str | None:
-    """The parent run of ``run_id`` in this store; None when it has none or is not found."""
-    try:
-        run = _client(tracking.tracking_uri).get_run(run_id)
-    except Exception:  # another store, a deleted run: "not under this pipeline run"
-        return None
-    return run.data.tags.get("mlflow.parentRunId")
-
-
 def redact(text: str) -> str:
     """``text`` with the credentials of any ``scheme://user:password@host`` URI masked.
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ordinal import metrics
 from ordinal.artifacts import layout
 from ordinal.artifacts.checksums import sha256_file
-from ordinal.artifacts.errors import ManifestError
+from ordinal.artifacts.errors import ManifestError, StorageError
 from ordinal.artifacts.manifest import (
     FileEntry,
     Manifest,
@@ -320,6 +320,7 @@ def quantize_onnx(
         )
     storage = storage or open_storage()
     prefix = layout.onnx_dir(experiment, "int8")
+    fp32_input = _fp32_provenance(storage, experiment, fp32_path)  # before anything is written
     with staging_dir("quantize-") as tmp:
         work = Path(tmp)
         source = fp32_path
@@ -428,7 +429,7 @@ def quantize_onnx(
         dataset=calibration.dataset,
         version="calibration",
         experiment_id=experiment,
-        inputs=[_fp32_provenance(storage, experiment, fp32_path)],
+        inputs=[fp32_input],
         outputs=outputs,
         record_counts={"calibration_samples": len(calibration.records)},
         parameters={
@@ -461,7 +462,7 @@ def _fp32_provenance(storage: Storage, experiment: str, fp32_path: Path) -> File
         try:
             manifest = read_manifest(storage, layout.join(fp32_dir, layout.MANIFEST_NAME))
             recorded: FileEntry | None = manifest.output("model")
-        except ManifestError:
+        except (ManifestError, StorageError):  # no usable record: say where the file is
             recorded = None
         if recorded is not None and (recorded.path, recorded.sha256, recorded.size) == (
             fp32_key,

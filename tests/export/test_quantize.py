@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import onnx
 import pytest
 
 from ordinal import TrainSpec, train_ordinal_model
@@ -72,6 +73,12 @@ def test_a_downloaded_fp32_copy_is_recorded_by_its_storage_key(trained_fp32, tmp
         source = manifest.inputs[0]
         assert source.path == (named or str((copy / "model.onnx").resolve()))
         assert source.sha256 == sha256_file(exported.onnx_path).sha256
+    # Same experiment, other bytes (an edited graph): named by where it really is.
+    graph = onnx.load(copy / "model.onnx")
+    graph.doc_string = "edited after export"
+    onnx.save(graph, copy / "model.onnx")
+    _, manifest = quantize_onnx(copy, calibration, "kw", spec=spec, storage=storage)
+    assert manifest.inputs[0].path == str((copy / "model.onnx").resolve())
 
 
 def test_gate_fails_when_thresholds_are_impossible(trained_fp32):

@@ -49,6 +49,20 @@ def processes_inside(folder: Path) -> list[str]:
     return found
 
 
+def prefect_servers_of(prefect_home: Path) -> list[str]:
+    """Live temporary Prefect API servers started with ``PREFECT_HOME=prefect_home``."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if "prefect.server.api.server:create_app" not in " ".join(proc.info["cmdline"] or []):
+                continue
+            if proc.environ().get("PREFECT_HOME") == str(prefect_home):
+                found.append(f"{proc.pid}: {' '.join(proc.info['cmdline'])[:120]}")
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def mlflow_runs(home: Path, experiment: str = "ordinal-pipeline") -> list[Any]:
     from mlflow.tracking import MlflowClient
 

@@ -10,14 +10,14 @@ import nbformat
 from prefect import flow
 
 from pipelines.steps import NOTEBOOK_DIR_ENV, STEPS
-from pipelines.tasks import notebook_task
+from pipelines.tasks import step_task
 from tests.pipelines.toy_notebooks import write_toy_notebooks
 
 
 @flow(name="cache-check")
 def _run_twice(params: dict) -> list[str]:
-    first = notebook_task("preprocess", params)("preprocess", params, return_state=True)
-    second = notebook_task("preprocess", params)("preprocess", params, return_state=True)
+    first = step_task("preprocess", params)("preprocess", params, return_state=True)
+    second = step_task("preprocess", params)("preprocess", params, return_state=True)
     return [first.name, second.name]
 
 
@@ -40,3 +40,9 @@ def test_same_notebook_and_parameters_hit_the_cache_an_edit_misses(tmp_path, mon
     shutil.rmtree(tmp_path / "run" / "preprocess")  # e.g. a cleaned-up run folder
     assert _run_twice(params) == ["Completed", "Cached"]
     assert executed.is_file() and (tmp_path / "run" / "preprocess" / "outputs.json").is_file()
+
+    # Other parameters overwrite the step's folder; going back runs again rather than
+    # serving the older cache entry beside files it did not make.
+    assert _run_twice({**params, "dataset": "other"}) == ["Completed", "Cached"]
+    assert _run_twice(params) == ["Completed", "Cached"]
+    assert "cache-check" in executed.read_text(encoding="utf-8")
