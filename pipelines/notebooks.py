@@ -74,6 +74,11 @@ class StepResult:
         """Files the step asks a reviewer to see (reports, manifests)."""
         return [Path(p) for p in self.outputs.get("artifacts") or []]
 
+    @property
+    def record_files(self) -> list[Path]:
+        """What its MLflow record holds: notebook, HTML, ``outputs.json`` and the artifacts."""
+        return [self.notebook, self.html, self.notebook.parent / OUTPUTS_FILE, *self.artifacts]
+
 
 def validate_params(step: Step | str, params: StepParams | dict[str, Any]) -> StepParams:
     """Check ``params`` against the step's model; every field problem is listed at once.

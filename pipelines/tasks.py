@@ -33,7 +33,7 @@ from pipelines.notebooks import (
     step_reports,
     validate_params,
 )
-from pipelines.steps import get_step
+from pipelines.steps import StepParams, get_step
 from pipelines.tracking import Tracking, log_step
 
 __all__ = [
@@ -51,16 +51,16 @@ RESULT_FILE = "result.json"
 
 
 def _task_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return _resolved_key(parameters["step"], parameters["params"])
+    step = parameters["step"]
+    return cache_key(step, _resolved(step, parameters["params"]))
 
 
-def _resolved_key(step: str, params: dict[str, Any]) -> str:
-    """:func:`cache_key` with the run folder resolved, as the task's cache sees it."""
+def _resolved(step: str, params: dict[str, Any]) -> StepParams:
+    """The validated parameters with the run folder resolved, as the task's cache sees them."""
     from ordinal.runs import resolve_run_dir
 
     checked = validate_params(step, params)
-    resolved = checked.model_copy(update={"run_dir": str(resolve_run_dir(checked.run_dir))})
-    return cache_key(step, resolved)
+    return checked.model_copy(update={"run_dir": str(resolve_run_dir(checked.run_dir))})
 
 
 def _markdown(result: StepResult | None, step: str, error: BaseException | None) -> str:
@@ -192,7 +192,6 @@ def run_notebook(
         raise
     if tracking is not None:
         result.tracked_under = tracking.parent_run_id
-        files = [result.notebook, result.html, run_dir / step / "outputs.json", *result.artifacts]
         result.mlflow_run_id = _quietly(
             "MLflow",
             log_step,
@@ -200,7 +199,7 @@ def run_notebook(
             step,
             result.params,
             None,
-            files,
+            result.record_files,
             {"ordinal.cache_key": result.cache_key},
             result,
         )
@@ -219,12 +218,11 @@ def step_task(step: str, params: dict[str, Any], **options: Any) -> Any:
     execution with other parameters that overwrote the folder is never vouched for by an
     older cache entry.
     """
-    from ordinal.runs import resolve_run_dir
-
-    run_dir = resolve_run_dir(validate_params(step, params).run_dir)
+    resolved = _resolved(step, params)
+    run_dir = Path(resolved.run_dir)
     folder = run_dir / step
     kept = [*get_step(step).declared_outputs(run_dir), folder / NOTEBOOK_FILE, folder / HTML_FILE]
-    recorded, key = _recorded_key(folder), _resolved_key(step, params)
+    recorded, key = _recorded_key(folder), cache_key(step, resolved)
     missing = [p for p in kept if not p.exists()]
     if recorded != key or missing:
         options["refresh_cache"] = True  # else the task's (and Prefect's) own setting
@@ -254,14 +252,12 @@ def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
     """
     if tracking is None or result.tracked_under == tracking.parent_run_id:
         return False  # executed in this pipeline run
-    run_dir = result.notebook.parent.parent  # execute_step writes {run_dir}/{step}/notebook
-    files = [result.notebook, result.html, run_dir / result.step / "outputs.json"]
     tags = {"ordinal.cache_key": result.cache_key}
     if result.mlflow_run_id is not None:  # None: the executing run could not record it
         tags["ordinal.cached_from"] = result.mlflow_run_id
     logged = _quietly(
-        "MLflow", log_step, tracking, result.step, result.params, None, [*files, *result.artifacts],
-        tags, result,
+        "MLflow", log_step, tracking, result.step, result.params, None, result.record_files, tags,
+        result,
     )  # fmt: skip
     if logged is not None:
         result.mlflow_run_id = logged
