@@ -8,6 +8,7 @@ the end-to-end pipeline tests.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -121,3 +122,32 @@ def test_kernels_share_the_callers_state_folder(toys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = execute_step("ingest", {"run_dir": str(tmp_path / "run")})
     assert result.outputs["state_dir"] == str(tmp_path / ".ordinal")
+
+
+def test_cache_key_follows_the_code_that_runs_not_the_version_number(tmp_path, monkeypatch):
+    """An edited library module with an unchanged ``__version__`` must not hit the cache."""
+    import shutil
+
+    import pipelines.notebooks as engine
+
+    package = tmp_path / "ordinal"
+    shutil.copytree(
+        Path(ordinal.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = engine.code_fingerprint((package,))
+    assert engine.code_fingerprint((package,)) == before
+    module = package / "metrics.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    after = engine.code_fingerprint((package,))
+    assert after != before
+    (package / "notes.txt").write_text("not code")  # data that does not run changes nothing
+    assert engine.code_fingerprint((package,)) == after
+
+    params = validate_params("parity", {"run_dir": "/runs/a"})
+    monkeypatch.setattr(engine, "code_fingerprint", lambda roots=None: before)
+    key = cache_key("parity", params)
+    monkeypatch.setattr(engine, "code_fingerprint", lambda roots=None: after)
+    assert cache_key("parity", params) != key
+    # The installed packages' fingerprint is computed once and is stable.
+    monkeypatch.undo()
+    assert engine.code_fingerprint() == engine.code_fingerprint()
