@@ -16,6 +16,7 @@ from ordinal.artifacts.checksums import HashingReader, sha256_bytes
 from ordinal.artifacts.errors import InputChangedError
 from ordinal.data._readers import iter_csv
 from ordinal.data._records import (
+    Declaration,
     OutputWriter,
     PreprocessReport,
     PreprocessSpec,
@@ -49,10 +50,12 @@ def _run_images(
     from PIL import Image, UnidentifiedImageError
 
     spec = v.spec
-    csv_spec = spec.model_copy(update={"text_field": spec.file_field})
+    file_col = v.content_col
     lo, hi = spec.min_image_side, spec.max_image_side
     n = 0
-    for row_no, rid, file, label, problem in iter_csv(labels_reader, name, csv_spec):
+    for row_no, rid, file, label, problem in iter_csv(
+        labels_reader, name, (v.id_col, file_col, v.label_col)
+    ):
         n += 1
         if progress is not None and n % 100 == 0:
             progress("images", n, 0)
@@ -73,26 +76,20 @@ def _run_images(
             rel = ""
         data = read_image(rel) if rel else None
         if data is None:
-            v.reject(row_no, rid, "missing_file", spec.file_field, file)
+            v.reject(row_no, rid, "missing_file", file_col, file)
             continue
         try:
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 mode = im.mode
                 if mode not in spec.image_modes:
-                    v.reject(
-                        row_no, rid, "image_mode_not_allowed", spec.file_field, file, mode=mode
-                    )
+                    v.reject(row_no, rid, "image_mode_not_allowed", file_col, file, mode=mode)
                     continue
                 if min(width, height) < lo:
-                    v.reject(
-                        row_no, rid, "image_too_small", spec.file_field, file, size=[width, height]
-                    )
+                    v.reject(row_no, rid, "image_too_small", file_col, file, size=[width, height])
                     continue
                 if max(width, height) > hi:
-                    v.reject(
-                        row_no, rid, "image_too_large", spec.file_field, file, size=[width, height]
-                    )
+                    v.reject(row_no, rid, "image_too_large", file_col, file, size=[width, height])
                     continue
                 im.load()
                 pixels = im.tobytes()
@@ -103,7 +100,7 @@ def _run_images(
             SyntaxError,
             Image.DecompressionBombError,
         ) as exc:
-            v.reject(row_no, rid, "undecodable_image", spec.file_field, file, detail=str(exc)[:200])
+            v.reject(row_no, rid, "undecodable_image", file_col, file, detail=str(exc)[:200])
             continue
         key = hashlib.blake2b(
             f"{mode}:{width}x{height}:".encode() + pixels, digest_size=16
@@ -134,16 +131,19 @@ def preprocess_image_folder(
     folder: str | Path,
     out_dir: str | Path,
     *,
-    labels: tuple[str, ...] | list[str],
+    labels: tuple[str, ...] | list[str] | None = None,
     spec: PreprocessSpec | None = None,
     progress: Progress | None = None,
 ) -> PreprocessReport:
     """Validate, de-duplicate and split an image folder (``labels.csv`` + image files).
 
     Writes ``{split}/records.jsonl`` and ``{split}/images/{id}.png`` (original bytes) and
-    ``quarantine/rejected.jsonl`` into ``out_dir``.
+    ``quarantine/rejected.jsonl`` into ``out_dir``. The labels file's columns, its label
+    set and how its values are read come from ``spec`` (``columns``, ``label_values``;
+    ``labels`` when the argument is None).
     """
     spec = spec or PreprocessSpec()
+    decl = Declaration.resolve(spec, labels=labels, name=str(folder))
     root = Path(folder)
     labels_path = root / spec.labels_file
     if not labels_path.is_file():
@@ -154,7 +154,7 @@ def preprocess_image_folder(
         return p.read_bytes() if p.is_file() else None
 
     return process_images(
-        labels_path.open("rb"), str(labels_path), read_image, out_dir, labels, spec, progress
+        labels_path.open("rb"), str(labels_path), read_image, out_dir, decl, spec, progress
     )
 
 
@@ -163,16 +163,17 @@ def process_images(
     name: str,
     read_image: Callable[[str], bytes | None],
     out_dir: str | Path,
-    labels: tuple[str, ...] | list[str],
+    decl: Declaration,
     spec: PreprocessSpec,
     progress: Progress | None,
     expected_sha256: str | None = None,
 ) -> PreprocessReport:
     with fh:
-        labels = check_labels(tuple(labels), name)
+        matcher = check_labels(decl.labels, decl.label_values, name)
+        columns = decl.columns_for("image", name)
         out = Path(out_dir)
         writer = OutputWriter(out, "jsonl", "image")
-        v = RecordValidator(spec, labels, writer, "image")
+        v = RecordValidator(spec, matcher, columns, writer, "image")
         try:
             reader = HashingReader(fh)
             _run_images(reader, name, read_image, v, out, progress)

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ordinal.artifacts.checksums import HashingReader
-from ordinal.data._records import PreprocessSpec, is_bad_utf8
+from ordinal.data._records import is_bad_utf8
 from ordinal.data.errors import DataFormatError, EmptyDatasetError, MissingColumnError
 
 Row = tuple[int, Any, Any, Any, tuple[str, str | None, Any] | None]
+Cols = tuple[str, str, str]
+"""The ``(id, content, label)`` column names to read (:meth:`Columns.for_kind`)."""
 
 
 def _open_text(reader: HashingReader) -> io.TextIOWrapper:
@@ -28,7 +30,7 @@ def _open_text(reader: HashingReader) -> io.TextIOWrapper:
     )
 
 
-def iter_csv(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterator[Row]:
+def iter_csv(reader: HashingReader, name: str, cols: Cols) -> Iterator[Row]:
     text = _open_text(reader)
     rows = csv.reader(text)
     try:
@@ -42,12 +44,10 @@ def iter_csv(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterator
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         raise DataFormatError(name, f"duplicate column names in header {header}", row=0)
-    for required in (spec.id_field, spec.text_field, spec.label_field):
+    for required in cols:
         if required not in header:
             raise MissingColumnError(name, required, header)
-    i_id = header.index(spec.id_field)
-    i_text = header.index(spec.text_field)
-    i_label = header.index(spec.label_field)
+    i_id, i_text, i_label = (header.index(c) for c in cols)
     width = len(header)
     row_no = 0
     pending: Row | None = None
@@ -78,9 +78,10 @@ def iter_csv(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterator
             yield pending
 
 
-def iter_jsonl(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterator[Row]:
+def iter_jsonl(reader: HashingReader, name: str, cols: Cols) -> Iterator[Row]:
     buffered = io.BufferedReader(reader, 1 << 20)
-    fields = (spec.id_field, spec.text_field, spec.label_field)
+    fields = cols
+    id_col, text_col, label_col = cols
     row_no = 0
     loads = json.loads
     for line in buffered:
@@ -103,7 +104,7 @@ def iter_jsonl(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterat
         if not isinstance(obj, dict):
             yield (row_no, None, None, None, ("malformed_record", None, decoded.rstrip()))
             continue
-        rid = obj.get(spec.id_field)
+        rid = obj.get(id_col)
         missing = [f for f in fields if f not in obj]
         if missing:
             yield (row_no, rid, None, None, ("missing_field", missing[0], decoded.rstrip()))
@@ -115,10 +116,10 @@ def iter_jsonl(reader: HashingReader, name: str, spec: PreprocessSpec) -> Iterat
             )
             yield (row_no, rid, None, None, ("invalid_utf8", where, line.rstrip(b"\r\n")))
             continue
-        yield (row_no, rid, obj[spec.text_field], obj[spec.label_field], None)
+        yield (row_no, rid, obj[text_col], obj[label_col], None)
 
 
-def iter_parquet(path: Path, name: str, spec: PreprocessSpec) -> Iterator[Row]:
+def iter_parquet(path: Path, name: str, cols: Cols) -> Iterator[Row]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -129,14 +130,12 @@ def iter_parquet(path: Path, name: str, spec: PreprocessSpec) -> Iterator[Row]:
     except (pa.ArrowException, OSError) as exc:
         raise DataFormatError(name, f"not a readable Parquet file: {exc}") from None
     columns = pf.schema_arrow.names
-    for required in (spec.id_field, spec.text_field, spec.label_field):
+    for required in cols:
         if required not in columns:
             raise MissingColumnError(name, required, columns)
     row_no = 0
     try:
-        for batch in pf.iter_batches(
-            batch_size=65_536, columns=[spec.id_field, spec.text_field, spec.label_field]
-        ):
+        for batch in pf.iter_batches(batch_size=65_536, columns=list(cols)):
             ids, texts, labels = (batch.column(i).to_pylist() for i in range(3))
             for rid, text, label in zip(ids, texts, labels, strict=True):
                 row_no += 1
@@ -144,7 +143,7 @@ def iter_parquet(path: Path, name: str, spec: PreprocessSpec) -> Iterator[Row]:
                     try:
                         text = text.decode("utf-8")
                     except UnicodeDecodeError:
-                        yield (row_no, rid, None, None, ("invalid_utf8", spec.text_field, text))
+                        yield (row_no, rid, None, None, ("invalid_utf8", cols[1], text))
                         continue
                 yield (row_no, rid, text, label, None)
     except (pa.ArrowException, OSError) as exc:

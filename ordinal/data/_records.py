@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ordinal.artifacts.layout import SPLITS
+from ordinal.data.columns import Columns
 from ordinal.data.errors import DataFormatError, EmptyDatasetError
+from ordinal.data.labels import LabelMatcher, LabelValues, check_label_declaration
 from ordinal.data.splits import SplitSpec, assign_split
 
 REASON_CODES: dict[str, str] = {
@@ -32,7 +34,10 @@ REASON_CODES: dict[str, str] = {
     "text_too_long": "the text has more characters than max_text_chars",
     "invalid_type": "a field has the wrong type (e.g. a number where text is expected)",
     "missing_label": "the label is empty",
-    "label_not_in_set": "the label is not an index into (or a name of) the declared label set",
+    "label_not_in_set": (
+        "the label is not one of the declared labels (with label_values: index, not a "
+        "position 0..K-1 in them)"
+    ),
     "missing_file": "the image file named in labels.csv is not in the raw dataset",
     "undecodable_image": "the image bytes cannot be decoded",
     "image_mode_not_allowed": "the image mode (e.g. 'L', 'RGBA') is not in image_modes",
@@ -50,12 +55,22 @@ Progress = Callable[[str, int, int], None]
 class PreprocessSpec(BaseModel):
     """Parameters of preprocessing; thresholds and limits are data here, never literals.
 
+    Every field is also a flat option (:meth:`from_options`): what ``ordinal data
+    preprocess`` takes on its command line and a pipeline passes through.
+
     Attributes
     ----------
     labels : tuple of str or None
-        Ordered label set; None takes the one recorded at ingestion.
-    id_field, text_field, label_field, file_field : str
-        Column names.
+        Ordered label set, values as they appear in the data; None takes the one declared in
+        the registry (recorded at ingestion).
+    label_values : {"name", "index"} or None
+        How label values are read (:mod:`ordinal.data.labels`); None takes the registry's
+        declaration (``name`` when there is none).
+    columns : Columns or None
+        Column names of the raw file; None takes the registry's declaration (``id``,
+        ``text``, ``label``, and ``file`` for image folders, when there is none).
+    labels_file : str
+        The labels file of an image folder.
     min_text_chars, max_text_chars : int
         Text length limits in characters (code points).
     max_rejected_fraction : float
@@ -80,11 +95,9 @@ class PreprocessSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     labels: tuple[str, ...] | None = None
-    id_field: str = "id"
-    text_field: str = "text"
-    label_field: str = "label"
-    file_field: str = "file"
-    labels_file: str = "labels.csv"
+    label_values: LabelValues | None = None
+    columns: Columns | None = None
+    labels_file: str = Field(default="labels.csv", min_length=1)
     min_text_chars: int = Field(default=1, ge=1)
     max_text_chars: int = Field(default=5000, ge=1)
     max_rejected_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -92,16 +105,9 @@ class PreprocessSpec(BaseModel):
     dedupe: bool = True
     split: SplitSpec = Field(default_factory=SplitSpec)
     output_format: Literal["jsonl", "parquet"] = "jsonl"
-    image_modes: tuple[str, ...] = ("RGB",)
+    image_modes: tuple[str, ...] = Field(default=("RGB",), min_length=1)
     min_image_side: int = Field(default=8, ge=1)
     max_image_side: int = Field(default=4096, ge=1)
-
-    @field_validator("labels")
-    @classmethod
-    def _labels_ok(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None and (len(value) < 2 or len(set(value)) != len(value)):
-            raise ValueError("labels must hold at least two distinct names")
-        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> PreprocessSpec:
@@ -109,9 +115,99 @@ class PreprocessSpec(BaseModel):
             raise ValueError("min_text_chars must not exceed max_text_chars")
         if self.min_image_side > self.max_image_side:
             raise ValueError("min_image_side must not exceed max_image_side")
-        if len({self.id_field, self.text_field, self.label_field}) != 3:
-            raise ValueError("id_field, text_field and label_field must differ")
+        if self.labels is not None:
+            check_label_declaration(self.labels, self.label_values or "name")
+        if self.columns is not None:
+            self.columns.for_kind("text")
+            self.columns.for_kind("image")
         return self
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None = None, **more: Any) -> PreprocessSpec:
+        """Build a spec from flat options (see :data:`PREPROCESS_OPTIONS`).
+
+        Unset options (absent or None) keep their defaults. Column options left unset fall
+        back to the registry's declaration only when no column option is given at all.
+
+        >>> split = {"train": 0.7, "validation": 0.2, "test": 0.1}
+        >>> s = PreprocessSpec.from_options(split, label_column="stars", max_text_chars=300)
+        >>> s.split.train, s.columns.label, s.columns.text, s.max_text_chars
+        (0.7, 'stars', 'text', 300)
+
+        Raises
+        ------
+        pydantic.ValidationError
+            For an unknown option or an invalid value.
+        """
+        flat = {k: v for k, v in {**(options or {}), **more}.items() if v is not None}
+        unknown = sorted(set(flat) - set(PREPROCESS_OPTIONS))
+        if unknown:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    {"type": "extra_forbidden", "loc": (name,), "input": flat[name]}
+                    for name in unknown
+                ],
+            )
+        data: dict[str, Any] = {}
+        columns = {c: flat.pop(f"{c}_column") for c in _COLUMNS if f"{c}_column" in flat}
+        if columns:
+            data["columns"] = columns
+        split = {k: flat.pop(k) for k in ("train", "validation", "test") if k in flat}
+        if "split_salt" in flat:
+            split["salt"] = flat.pop("split_salt")
+        if split:  # fractions not given keep their defaults; the three must still sum to 1
+            data["split"] = {**SplitSpec().model_dump(), **split}
+        for key in ("labels", "image_modes"):
+            if isinstance(flat.get(key), str):
+                flat[key] = [v.strip() for v in flat[key].split(",")]
+        data.update(flat)
+        return cls.model_validate(data)
+
+    def to_options(self) -> dict[str, Any]:
+        """The flat options that rebuild this spec with :meth:`from_options`.
+
+        >>> options = PreprocessSpec(max_text_chars=9).to_options()
+        >>> PreprocessSpec.from_options(options) == PreprocessSpec(max_text_chars=9)
+        True
+        """
+        out = self.model_dump(mode="json", exclude={"columns", "split"})
+        if self.columns is not None:
+            out.update({f"{c}_column": getattr(self.columns, c) for c in _COLUMNS})
+        out.update(
+            train=self.split.train,
+            validation=self.split.validation,
+            test=self.split.test,
+            split_salt=self.split.salt,
+        )
+        return out
+
+
+_COLUMNS = ("id", "text", "label", "file")
+
+PREPROCESS_OPTIONS: tuple[str, ...] = (
+    "labels",
+    "label_values",
+    "id_column",
+    "text_column",
+    "label_column",
+    "file_column",
+    "labels_file",
+    "min_text_chars",
+    "max_text_chars",
+    "max_rejected_fraction",
+    "max_duplicate_fraction",
+    "dedupe",
+    "train",
+    "validation",
+    "test",
+    "split_salt",
+    "output_format",
+    "image_modes",
+    "min_image_side",
+    "max_image_side",
+)
+"""Every preprocessing option by its flat name (:meth:`PreprocessSpec.from_options`)."""
 
 
 @dataclass
@@ -221,18 +317,6 @@ def normalise_text(text: str) -> str:
     return " ".join(folded.split())
 
 
-def _label_lookup(labels: tuple[str, ...]) -> dict[Any, int]:
-    lookup: dict[Any, int] = {}
-    names_are_numbers = any(name.strip().lstrip("-").isdigit() for name in labels)
-    if not names_are_numbers:
-        # Names are accepted as values only when they cannot be confused with indices.
-        lookup.update({name: i for i, name in enumerate(labels)})
-    for i in range(len(labels)):
-        lookup[i] = i
-        lookup[str(i)] = i
-    return lookup
-
-
 class OutputWriter:
     """Per-split output files and the quarantine file, written in a fixed format."""
 
@@ -311,23 +395,89 @@ class OutputWriter:
         self.quarantine.close()
 
 
-def check_labels(labels: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise DataFormatError(
-            name, f"an ordered set of at least two distinct labels is needed, got {list(labels)}"
-        )
-    return labels
+@dataclass(frozen=True)
+class Declaration:
+    """What a run reads from the raw data: the label set, how values are read, the columns.
+
+    Resolved from the spec first, then the source's declaration recorded at ingestion,
+    then the defaults (:meth:`resolve`).
+    """
+
+    labels: tuple[str, ...]
+    label_values: str = "name"
+    columns: Columns = field(default_factory=Columns)
+
+    @classmethod
+    def resolve(
+        cls,
+        spec: PreprocessSpec,
+        *,
+        labels: Any = None,
+        recorded: Mapping[str, Any] | None = None,
+        name: str,
+    ) -> Declaration:
+        """Combine explicit ``labels``, the spec and the ``recorded`` raw-manifest parameters.
+
+        Raises
+        ------
+        DataFormatError
+            No label set anywhere, or the recorded declaration is malformed.
+        """
+        if recorded is not None and "label_values" not in recorded and not spec.label_values:
+            # Ingested before sources declared label_values: its values were read as indices
+            # or names by guesswork. Never guess again; the registry's declaration decides.
+            source = recorded.get("source") or "<source>"
+            raise DataFormatError(
+                name,
+                "the raw manifest records no label_values (ingested by an older version); "
+                f"run `ordinal data ingest {source}` again to record the registry's "
+                "declaration, or pass label_values ('name' or 'index') explicitly",
+            )
+        recorded = recorded or {}
+        found = labels if labels is not None else spec.labels or recorded.get("labels")
+        if not found:
+            raise DataFormatError(name, "no label set: declare labels in the registry or spec")
+        label_values = spec.label_values or recorded.get("label_values") or "name"
+        columns = spec.columns
+        if columns is None and recorded.get("columns"):
+            try:
+                columns = Columns.model_validate(recorded["columns"])
+            except ValueError as exc:
+                raise DataFormatError(name, f"invalid recorded columns: {exc}") from None
+        return cls(tuple(found), str(label_values), columns or Columns())
+
+    def columns_for(self, kind: Literal["text", "image"], name: str) -> tuple[str, str, str]:
+        """The ``(id, content, label)`` columns, or :class:`DataFormatError` naming ``name``."""
+        try:
+            return self.columns.for_kind(kind)
+        except ValueError as exc:
+            raise DataFormatError(name, str(exc)) from None
+
+
+def check_labels(labels: Any, label_values: str, name: str) -> LabelMatcher:
+    """The matcher of a label declaration, or :class:`DataFormatError` naming ``name``."""
+    try:
+        return LabelMatcher(tuple(labels), label_values)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise DataFormatError(name, f"invalid label declaration: {exc}") from None
 
 
 class RecordValidator:
     """Record checks shared by text and images; keeps the seen-id and seen-content sets."""
 
     def __init__(
-        self, spec: PreprocessSpec, labels: tuple[str, ...], writer: OutputWriter, kind: str
+        self,
+        spec: PreprocessSpec,
+        matcher: LabelMatcher,
+        columns: tuple[str, str, str],
+        writer: OutputWriter,
+        kind: str,
     ):
         self.spec = spec
-        self.labels = labels
-        self.lookup = _label_lookup(labels)
+        self.matcher = matcher
+        self.labels = matcher.labels
+        self.lookup = matcher.lookup
+        self.id_col, self.content_col, self.label_col = columns
         self.writer = writer
         self.report = PreprocessReport(kind=kind)
         self.report.label_counts = {s: Counter() for s in SPLITS}
@@ -348,17 +498,17 @@ class RecordValidator:
     def check_id(self, row: int, rid: Any) -> str | None:
         """Return the id as text, or None after quarantining the record."""
         if isinstance(rid, bool) or not isinstance(rid, str | int):
-            self.reject(row, rid, "invalid_type", self.spec.id_field, rid)
+            self.reject(row, rid, "invalid_type", self.id_col, rid)
             return None
         rid = str(rid).strip()
         if not rid:
-            self.reject(row, rid, "missing_id", self.spec.id_field, rid)
+            self.reject(row, rid, "missing_id", self.id_col, rid)
             return None
         if is_bad_utf8(rid):
-            self.reject(row, rid, "invalid_utf8", self.spec.id_field, rid)
+            self.reject(row, rid, "invalid_utf8", self.id_col, rid)
             return None
         if rid in self.seen_ids:
-            self.reject(row, rid, "duplicate_id", self.spec.id_field, rid)
+            self.reject(row, rid, "duplicate_id", self.id_col, rid)
             return None
         self.seen_ids.add(rid)
         return rid
@@ -367,19 +517,16 @@ class RecordValidator:
         """Return the label index, or None after quarantining the record."""
         key = label.strip() if isinstance(label, str) else label
         if key is None or key == "":
-            self.reject(row, rid, "missing_label", self.spec.label_field, label)
+            self.reject(row, rid, "missing_label", self.label_col, label)
             return None
-        if isinstance(key, bool):
-            self.reject(row, rid, "label_not_in_set", self.spec.label_field, label)
-            return None
-        try:
-            return self.lookup[key]
-        except (KeyError, TypeError):
-            if isinstance(key, str) and is_bad_utf8(key):
-                self.reject(row, rid, "invalid_utf8", self.spec.label_field, label)
-            else:
-                self.reject(row, rid, "label_not_in_set", self.spec.label_field, label)
-            return None
+        idx = self.matcher.match(key)
+        if idx is not None:
+            return idx
+        if isinstance(key, str) and is_bad_utf8(key):
+            self.reject(row, rid, "invalid_utf8", self.label_col, label)
+        else:
+            self.reject(row, rid, "label_not_in_set", self.label_col, label)
+        return None
 
     def check_duplicate(self, row: int, rid: str, key: bytes) -> bool:
         """Return True (after quarantining) if the content key was already seen."""

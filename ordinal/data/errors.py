@@ -17,10 +17,21 @@ class DataError(OrdinalError):
 
 
 class RegistryError(DataError, ValueError):
-    """An approved-source registry file that is missing or malformed."""
+    """An approved-source registry file that is missing or malformed.
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    Attributes
+    ----------
+    path : str or None
+        The registry file.
+    entries : list of str
+        The refused entries (``source 'name' (entry N)``), when entries are at fault.
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, entries: list[str] | None = None
+    ) -> None:
         self.path = path
+        self.entries = list(entries or [])
         super().__init__(f"{message} ({path})" if path else message)
 
 

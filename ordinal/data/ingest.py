@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ordinal.artifacts import layout
@@ -44,12 +44,17 @@ class IngestResult:
         The raw manifest (new, or the existing one when nothing changed).
     created : bool
         False when the same bytes were already ingested (no-op).
+    declaration_updated : list of str
+        When the same bytes were already ingested but the registry now declares them
+        differently (``labels``, ``label_values``, ``columns``): the fields whose recorded
+        value was replaced (the raw bytes are untouched).
     """
 
     source: SourceSpec
     manifest_key: str
     manifest: Manifest
     created: bool
+    declaration_updated: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> list[FileEntry]:
@@ -60,6 +65,15 @@ class IngestResult:
     def size(self) -> int:
         """Total raw bytes."""
         return sum(f.size for f in self.files)
+
+
+def _declaration(spec: SourceSpec) -> dict[str, object]:
+    """How the raw bytes are to be read, as recorded in the raw manifest."""
+    return {
+        "labels": list(spec.labels),
+        "label_values": spec.label_values,
+        "columns": spec.columns.model_dump(mode="json"),
+    }
 
 
 def ingest(
@@ -122,7 +136,20 @@ def ingest(
                 raise RawDataConflictError(spec.dataset, spec.version, old, fetched.sha256)
             # Same bytes: nothing to write, but the stored copy must still be intact.
             verify_entries(store, existing.outputs)
-            return IngestResult(spec, manifest_key, existing, created=False)
+            declared = _declaration(spec)
+            changed = [k for k, v in declared.items() if existing.parameters.get(k) != v]
+            if not changed:
+                return IngestResult(spec, manifest_key, existing, created=False)
+            # How the bytes are read is the registry's to say (labels, label_values,
+            # columns); a reviewed change of it, or a manifest from before these fields,
+            # is recorded so preprocessing never reads the bytes by an outdated declaration.
+            updated = existing.model_copy(
+                update={"parameters": {**existing.parameters, **declared}}
+            )
+            write_manifest(store, manifest_key, updated)
+            return IngestResult(
+                spec, manifest_key, updated, created=False, declaration_updated=changed
+            )
 
         outputs: list[FileEntry] = []
         total = len(fetched.files)
@@ -151,7 +178,7 @@ def ingest(
             "source": spec.name,
             "uri": spec.uri,
             "format": spec.format,
-            "labels": list(spec.labels),
+            **_declaration(spec),
             "licence": spec.licence,
             "owner": spec.owner,
             "source_sha256": fetched.sha256,

@@ -39,8 +39,10 @@ from ordinal.artifacts.storage import Storage, open_storage, staging_dir
 from ordinal.data._images import preprocess_image_folder, process_images
 from ordinal.data._readers import Row, iter_csv, iter_jsonl, iter_parquet
 from ordinal.data._records import (
+    PREPROCESS_OPTIONS,
     PROGRESS_EVERY,
     REASON_CODES,
+    Declaration,
     OutputWriter,
     PreprocessReport,
     PreprocessSpec,
@@ -55,6 +57,7 @@ from ordinal.data.errors import DataFormatError, EmptyDatasetError, RejectionThr
 from ordinal.data.splits import split_assigner
 
 __all__ = [
+    "PREPROCESS_OPTIONS",
     "REASON_CODES",
     "PreprocessReport",
     "PreprocessResult",
@@ -84,7 +87,7 @@ def _run_text(rows: Iterator[Row], v: RecordValidator, progress: Progress | None
     # and record the reason.
     spec = v.spec
     min_c, max_c = spec.min_text_chars, spec.max_text_chars
-    text_field = spec.text_field
+    text_field = v.content_col
     blake = hashlib.blake2b
     normalise = normalise_text
     dedupe = spec.dedupe
@@ -169,11 +172,12 @@ def preprocess_text_file(
     path: str | Path,
     out_dir: str | Path,
     *,
-    labels: tuple[str, ...] | list[str],
+    labels: tuple[str, ...] | list[str] | None = None,
     spec: PreprocessSpec | None = None,
     fmt: Literal["csv", "jsonl", "parquet"] | None = None,
     expected_sha256: str | None = None,
     progress: Progress | None = None,
+    declaration: Declaration | None = None,
 ) -> PreprocessReport:
     """Validate, de-duplicate and split one text file into ``out_dir`` (no storage involved).
 
@@ -186,8 +190,10 @@ def preprocess_text_file(
         The raw file.
     out_dir : path-like
         Output folder.
-    labels : sequence of str
-        Ordered label set.
+    labels : sequence of str or None
+        Ordered label set, values as they appear in the data (None: ``spec.labels``). How
+        values are read (``spec.label_values``, default ``name``) and which columns hold
+        the id, text and label (``spec.columns``) come from the spec.
     spec : PreprocessSpec or None
         Parameters (defaults if None).
     fmt : {"csv", "jsonl", "parquet"} or None
@@ -205,10 +211,12 @@ def preprocess_text_file(
     fmt = fmt or p.suffix.lstrip(".").lower()  # type: ignore[assignment]
     if fmt not in ("csv", "jsonl", "parquet"):
         raise DataFormatError(str(p), f"unsupported text format {fmt!r}")
-    labels = check_labels(tuple(labels), str(p))
+    decl = declaration or Declaration.resolve(spec, labels=labels, name=str(p))
+    matcher = check_labels(decl.labels, decl.label_values, str(p))
+    cols = decl.columns_for("text", str(p))
     out = Path(out_dir)
     writer = OutputWriter(out, spec.output_format, "text")
-    v = RecordValidator(spec, labels, writer, "text")
+    v = RecordValidator(spec, matcher, cols, writer, "text")
     total = p.stat().st_size
     try:
         if fmt == "parquet":
@@ -216,14 +224,14 @@ def preprocess_text_file(
                 found = sha256_file(p).sha256
                 if found != expected_sha256:
                     raise InputChangedError(str(p), expected_sha256, found)
-            _run_text(iter_parquet(p, str(p), spec), v, progress)
+            _run_text(iter_parquet(p, str(p), cols), v, progress)
         else:
             with p.open("rb", buffering=0) as fh:
                 reader = HashingReader(fh)
                 it = iter_csv if fmt == "csv" else iter_jsonl
                 if total == 0:
                     raise EmptyDatasetError(str(p), "0-byte file")
-                _run_text(it(reader, str(p), spec), v, progress)
+                _run_text(it(reader, str(p), cols), v, progress)
                 if expected_sha256 is not None and reader.hexdigest() != expected_sha256:
                     raise InputChangedError(
                         str(p), expected_sha256, reader.hexdigest(), detail="changed while read"
@@ -311,7 +319,8 @@ def preprocess(
     raw_manifest = load_verified_manifest(store, raw_key, phase="ingest", verify=False)
     params = raw_manifest.parameters
     base = spec or PreprocessSpec()
-    labels = base.labels or tuple(params.get("labels") or ())
+    decl = Declaration.resolve(base, recorded=params, name=raw_key)
+    labels = decl.labels
     fmt = str(params.get("format", ""))
     raw_prefix = layout.raw_dir(dataset, version)
     raw_files = {o.path[len(raw_prefix) + 1 :]: o for o in raw_manifest.outputs if o.role == "raw"}
@@ -340,7 +349,7 @@ def preprocess(
 
             fh = _open_raw(store, entry.path, local_dir)
             report = process_images(
-                fh, entry.path, read_image, out, labels, base, progress, entry.sha256
+                fh, entry.path, read_image, out, decl, base, progress, entry.sha256
             )
             used.append(entry)
         else:
@@ -354,11 +363,11 @@ def preprocess(
             report = preprocess_text_file(
                 local,
                 out,
-                labels=labels,
                 spec=base,
                 fmt=fmt,  # type: ignore[arg-type]
                 expected_sha256=entry.sha256,
                 progress=progress,
+                declaration=decl,
             )
             used.append(entry)
 
@@ -405,6 +414,8 @@ def preprocess(
             "format": fmt,
             "kind": report.kind,
             "labels": list(labels),
+            "label_values": decl.label_values,
+            "columns": decl.columns.model_dump(mode="json"),
             "spec": base.model_dump(mode="json"),
             "source": params.get("source"),
         },

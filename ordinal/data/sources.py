@@ -1,8 +1,10 @@
 """The approved-source registry and fetching sources into a staging folder.
 
-The registry is a versioned YAML file in the repository (``sources/approved.yaml``). Each
-entry pins one dataset version to a URI and the sha256 of its bytes. Ingestion only fetches
-sources listed there, and only accepts bytes whose checksum matches.
+The registry is a versioned YAML file (:func:`default_registry_path`: ``$ORDINAL_SOURCES``,
+``./sources/approved.yaml``, or the copy shipped in the package, which the repository's
+``sources/approved.yaml`` links to). Each entry pins one dataset version to a URI and the
+sha256 of its bytes, and declares its labels (:mod:`ordinal.data.labels`) and columns.
+Ingestion only fetches sources listed there, and only accepts bytes whose checksum matches.
 
 URI schemes:
 
@@ -25,7 +27,7 @@ import shutil
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
@@ -39,10 +41,13 @@ from ordinal.artifacts.checksums import (
     digest_tree,
     listing_sha256,
 )
+from ordinal.data.columns import Columns
 from ordinal.data.errors import RegistryError, SourceFetchError, SourceNotApprovedError
+from ordinal.data.labels import LabelValues, label_declaration_problems
 
 REGISTRY_ENV = "ORDINAL_SOURCES"
 DEFAULT_REGISTRY = Path("sources") / "approved.yaml"
+PACKAGED_REGISTRY = Path("registry") / "approved.yaml"  # relative to this module's folder
 
 Format = Literal["csv", "jsonl", "parquet", "image_folder"]
 _SCHEMES = ("file", "s3", "https", "http", "demo")
@@ -66,8 +71,15 @@ class SourceSpec(BaseModel):
     format : str
         ``csv``, ``jsonl``, ``parquet`` (text) or ``image_folder`` (images + labels.csv).
     labels : list of str
-        The ordered label set, lowest first. Label values in the data are indices into it
-        (or the names themselves).
+        The ordered label set, lowest first: the label values exactly as they appear in the
+        data (quoted strings in YAML: ``["1", "2", "3"]``).
+    label_values : {"name", "index"}
+        ``name`` (default): values are matched to ``labels`` by name. ``index``: values are
+        0-based positions in ``labels``. Rules and refused (ambiguous) declarations:
+        :mod:`ordinal.data.labels`.
+    columns : Columns
+        Which columns hold the id, the text (``file`` for an image folder's labels file)
+        and the label; default ``id``, ``text`` (``file``), ``label``.
     licence, owner : str
         Licence of the data and the person or team accountable for it.
     """
@@ -80,7 +92,9 @@ class SourceSpec(BaseModel):
     uri: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     format: Format
-    labels: tuple[str, ...] = Field(min_length=2)
+    labels: tuple[str, ...]
+    label_values: LabelValues = "name"
+    columns: Columns = Field(default_factory=Columns)
     licence: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     description: str = ""
@@ -106,12 +120,31 @@ class SourceSpec(BaseModel):
             raise ValueError(f"secret-looking query parameters in a source URI: {secret}")
         return value
 
-    @field_validator("labels")
+    @field_validator("labels", mode="before")
     @classmethod
-    def _unique_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"labels must be unique: {value}")
+    def _labels_as_written(cls, value: Any) -> Any:
+        # Checked before pydantic's coercion: YAML reads [1, 2] as ints and [yes, no] as
+        # booleans, and a label must be the value's text exactly as the data holds it.
+        problems = label_declaration_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
+
+    @model_validator(mode="after")
+    def _declaration(self) -> SourceSpec:
+        problems = label_declaration_problems(list(self.labels), self.label_values)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.columns.for_kind(self.kind)
+        other = "text" if self.kind == "image" else "file"
+        if other in self.columns.model_fields_set:
+            raise ValueError(f"columns.{other} does not apply to a {self.format} source")
+        return self
+
+    def declared_columns(self) -> dict[str, str]:
+        """The columns this source reads, by role (``id``, ``text`` or ``file``, ``label``)."""
+        roles = ("id", "file" if self.kind == "image" else "text", "label")
+        return dict(zip(roles, self.columns.for_kind(self.kind), strict=True))
 
     @property
     def kind(self) -> Literal["text", "image"]:
@@ -159,25 +192,83 @@ class SourceRegistry(BaseModel):
         raise SourceNotApprovedError(f"{dataset}/{version}", self.names(), self.path)
 
 
+def packaged_registry_path() -> Path:
+    """The registry shipped inside the package (the repository's ``sources/approved.yaml``
+    is a link to this file, so there is one copy)."""
+    return Path(__file__).resolve().parent / PACKAGED_REGISTRY
+
+
 def default_registry_path() -> Path:
-    """Return the registry path: ``$ORDINAL_SOURCES``, ``./sources/approved.yaml``, or the
-    checkout's ``sources/approved.yaml`` next to the package."""
+    """Return the registry to read: ``$ORDINAL_SOURCES``, else ``./sources/approved.yaml``
+    when the current folder has one, else the registry shipped in the package.
+
+    Nothing here depends on where the package is installed or on a repository checkout.
+    """
     env = os.environ.get(REGISTRY_ENV)
     if env:
         return Path(env)
     local = Path.cwd() / DEFAULT_REGISTRY
     if local.is_file():
         return local
-    return Path(__file__).resolve().parents[2] / DEFAULT_REGISTRY
+    return packaged_registry_path()
 
 
-def load_registry(path: str | os.PathLike[str] | None = None) -> SourceRegistry:
-    """Load and validate the approved-source registry.
+def _entry_label(raw: Any, i: int) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return f"source {name!r} (entry {i + 1})" if name else f"entry {i + 1}"
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_registry(data: Any, path: str | None = None) -> SourceRegistry:
+    """Validate registry data (parsed YAML), naming every entry that is refused.
 
     Raises
     ------
     RegistryError
-        If the file is missing, not YAML, or has invalid entries (each one listed).
+        Listing each invalid entry by name with its problems (``entries`` holds the names).
+    """
+    if not isinstance(data, dict):
+        raise RegistryError("registry must be a mapping with 'sources'", path=path)
+    raw_sources = data.get("sources")
+    if raw_sources is None:
+        raw_sources = []
+    if not isinstance(raw_sources, list):
+        raise RegistryError("'sources' must be a list of entries", path=path)
+    problems: list[str] = []
+    bad: list[str] = []
+    for i, raw in enumerate(raw_sources):
+        try:
+            SourceSpec.model_validate(raw)
+        except ValidationError as exc:
+            label = _entry_label(raw, i)
+            bad.append(label)
+            problems.append(f"{label}: {_errors(exc)}")
+    if problems:
+        raise RegistryError(
+            "invalid registry entries: " + " | ".join(problems), path=path, entries=bad
+        )
+    try:
+        return SourceRegistry.model_validate({**data, "sources": raw_sources, "path": path})
+    except ValidationError as exc:
+        raise RegistryError(f"invalid registry: {_errors(exc)}", path=path) from None
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> SourceRegistry:
+    """Load and validate the approved-source registry (default :func:`default_registry_path`).
+
+    Raises
+    ------
+    RegistryError
+        If the file is missing, not YAML, or has invalid entries (each one named, with its
+        problems).
     """
     p = Path(path) if path is not None else default_registry_path()
     try:
@@ -186,12 +277,7 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> SourceRegistry:
         raise RegistryError("approved-source registry not found", path=str(p)) from None
     except yaml.YAMLError as exc:
         raise RegistryError(f"registry is not valid YAML: {exc}", path=str(p)) from None
-    if not isinstance(data, dict):
-        raise RegistryError("registry must be a mapping with 'sources'", path=str(p))
-    try:
-        return SourceRegistry.model_validate({**data, "path": str(p)})
-    except ValidationError as exc:
-        raise RegistryError(f"invalid registry: {exc}", path=str(p)) from None
+    return parse_registry(data, str(p))
 
 
 @dataclass(frozen=True)

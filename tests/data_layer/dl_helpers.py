@@ -25,6 +25,7 @@ def make_registry(path: Path, entries: list[dict]) -> Path:
             "version": "v1",
             "format": "csv",
             "labels": LABELS5,
+            "label_values": "index",  # the helpers' rows hold 0-based positions
             "licence": "CC0-1.0",
             "owner": "tests",
         }

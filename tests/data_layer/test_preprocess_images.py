@@ -22,7 +22,7 @@ from ordinal.data import (
     write_shapes,
 )
 
-LOOSE = PreprocessSpec(max_rejected_fraction=1.0)
+LOOSE = PreprocessSpec(max_rejected_fraction=1.0, label_values="index")
 
 
 def _png(mode: str, size: tuple[int, int], colour) -> bytes:
@@ -106,10 +106,10 @@ def test_allowed_modes_are_a_spec_field(tmp_path, bad_folder):
 def test_missing_labels_file_and_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match="labels file not found"):
-        preprocess_image_folder(tmp_path / "empty", tmp_path / "o", labels=LABELS5)
+        preprocess_image_folder(tmp_path / "empty", tmp_path / "o", labels=LABELS5, spec=LOOSE)
     (tmp_path / "empty" / "labels.csv").write_text("id,file,label\n")
     with pytest.raises(EmptyDatasetError):
-        preprocess_image_folder(tmp_path / "empty", tmp_path / "o2", labels=LABELS5)
+        preprocess_image_folder(tmp_path / "empty", tmp_path / "o2", labels=LABELS5, spec=LOOSE)
 
 
 def test_image_pipeline_and_changed_raw_image(tmp_path, local_store):

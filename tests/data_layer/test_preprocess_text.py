@@ -24,7 +24,8 @@ from ordinal.data import (
     preprocess_text_file,
 )
 
-LOOSE = PreprocessSpec(max_rejected_fraction=1.0, max_duplicate_fraction=1.0)
+LOOSE = PreprocessSpec(max_rejected_fraction=1.0, max_duplicate_fraction=1.0, label_values="index")
+INDEX = PreprocessSpec(label_values="index")
 
 
 def _quarantine(out: Path) -> list[dict]:
@@ -58,7 +59,7 @@ def test_every_bad_record_is_quarantined_with_reason_and_value(tmp_path):
         b"a1,same id again,2\n"  # duplicate id
         b",no id,2\n"  # missing id
         b"a4,   ,2\n"  # empty text
-        b"a5,label by name,three\n"  # a label name is accepted
+        b"a5,label by position,2\n"  # label_values: index
         b"a6,missing label,\n"
         b"a7,too,many,fields,1\n"  # malformed row
         b"a8,Fine   TEXT,4\n"  # duplicate content of a1 after normalisation
@@ -210,7 +211,7 @@ def test_parquet_missing_column_corrupt_and_binary_text(tmp_path):
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"id": ["a"], "label": [1]}), src)
     with pytest.raises(MissingColumnError):
-        preprocess_text_file(src, tmp_path / "o1", labels=LABELS5)
+        preprocess_text_file(src, tmp_path / "o1", labels=LABELS5, spec=INDEX)
     good = tmp_path / "good.parquet"
     pq.write_table(
         pa.table({"id": ["a", "b"], "text": [b"ok text", b"\xff bad"], "label": [1, 2]}), good
@@ -220,14 +221,7 @@ def test_parquet_missing_column_corrupt_and_binary_text(tmp_path):
     data = good.read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFormatError, match="Parquet"):
-        preprocess_text_file(tmp_path / "cut.parquet", tmp_path / "o3", labels=LABELS5)
-
-
-def test_numeric_label_names_only_accept_indices(tmp_path):
-    labels = ["1", "2", "3"]
-    _report, out = _run(tmp_path, b"id,text,label\na,x y,0\nb,y z,3\n", labels=labels)
-    assert [r["label"] for r in _accepted(out)] == [0]
-    assert [q["reason"] for q in _quarantine(out)] == ["label_not_in_set"]
+        preprocess_text_file(tmp_path / "cut.parquet", tmp_path / "o3", labels=LABELS5, spec=INDEX)
 
 
 def test_normalised_dedupe():
@@ -263,8 +257,8 @@ def test_adding_records_never_moves_old_ones(tmp_path):
 
     small = write_csv(tmp_path / "small.csv", good_rows(400))
     big = write_csv(tmp_path / "big.csv", good_rows(400) + good_rows(600, start=400))
-    preprocess_text_file(small, tmp_path / "s", labels=LABELS5)
-    preprocess_text_file(big, tmp_path / "b", labels=LABELS5)
+    preprocess_text_file(small, tmp_path / "s", labels=LABELS5, spec=INDEX)
+    preprocess_text_file(big, tmp_path / "b", labels=LABELS5, spec=INDEX)
     before, after = splits(tmp_path / "s"), splits(tmp_path / "b")
     assert all(after[i] == s for i, s in before.items())
     counts = {s: list(after.values()).count(s) for s in ("train", "validation", "test")}
@@ -282,8 +276,8 @@ def test_split_spec_validation():
     with pytest.raises(ValueError, match="min_image_side"):
         PreprocessSpec(min_image_side=10, max_image_side=5)
     with pytest.raises(ValueError, match="must differ"):
-        PreprocessSpec(text_field="id")
-    with pytest.raises(ValueError, match="two distinct"):
+        PreprocessSpec(columns={"text": "id"})
+    with pytest.raises(ValueError, match="unique"):
         PreprocessSpec(labels=("a", "a"))
     with pytest.raises(ValueError):
         PreprocessSpec(max_rejected_fraction=1.5)
@@ -390,5 +384,5 @@ def test_jsonl_pipeline_on_s3(tmp_path, s3_store):
 
 
 def test_a_label_set_is_required(tmp_path):
-    with pytest.raises(DataFormatError, match="at least two distinct labels"):
+    with pytest.raises(DataFormatError, match="at least two labels"):
         _run(tmp_path, b"id,text,label\na,b,0\n", labels=["only"])

@@ -32,7 +32,12 @@ from ordinal.data import (
     write_reviews,
     write_shapes,
 )
-from ordinal.data.sources import SourceSpec, default_registry_path, fetch_source
+from ordinal.data.sources import (
+    SourceSpec,
+    default_registry_path,
+    fetch_source,
+    packaged_registry_path,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,10 +79,28 @@ def test_demo_shapes_regenerate_identically(tmp_path):
 
 
 def test_default_registry_path(monkeypatch, tmp_path):
+    """$ORDINAL_SOURCES, then ./sources/approved.yaml, then the copy inside the package:
+    never a path relative to a repository checkout."""
+    import ordinal.data
+
     monkeypatch.chdir(tmp_path)
-    assert default_registry_path() == REPO / "sources" / "approved.yaml"
+    shipped = default_registry_path()
+    assert shipped == packaged_registry_path()
+    assert shipped.is_relative_to(Path(ordinal.data.__file__).resolve().parent)
+    assert load_registry().names() == load_registry(REPO / "sources" / "approved.yaml").names()
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "approved.yaml").write_text("registry_version: 1\nsources: []\n")
+    assert default_registry_path() == tmp_path / "sources" / "approved.yaml"
+    assert load_registry().names() == []
     monkeypatch.setenv("ORDINAL_SOURCES", str(tmp_path / "r.yaml"))
     assert default_registry_path() == tmp_path / "r.yaml"
+
+
+def test_repository_registry_is_the_packaged_one():
+    """One source of truth: the checkout's sources/approved.yaml links to the package copy."""
+    link = REPO / "sources" / "approved.yaml"
+    assert link.is_symlink()
+    assert link.resolve() == packaged_registry_path()
 
 
 @pytest.mark.parametrize(
