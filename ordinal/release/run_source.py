@@ -19,7 +19,12 @@ from typing import Any
 
 from ordinal.artifacts import layout
 from ordinal.artifacts.checksums import sha256_bytes, sha256_file
-from ordinal.artifacts.errors import ManifestError, ObjectNotFoundError, StorageError
+from ordinal.artifacts.errors import (
+    ChecksumMismatchError,
+    ManifestError,
+    ObjectNotFoundError,
+    StorageError,
+)
 from ordinal.artifacts.manifest import Manifest, load_verified_manifest
 from ordinal.artifacts.storage import Storage, open_storage
 from ordinal.paths import state_dir
@@ -108,7 +113,7 @@ def _local_folder(storage: Storage, prefix: str, phase: str, work: Path) -> tupl
     key = layout.join(prefix, layout.MANIFEST_NAME)
     try:
         manifest = load_verified_manifest(storage, key, phase=phase)  # type: ignore[arg-type]
-    except (ManifestError, StorageError) as exc:
+    except (ManifestError, StorageError, ChecksumMismatchError) as exc:
         raise BundleBuildError(f"{storage.url}/{key}: {exc}") from exc
     local = storage.local_path(key)
     if local is not None:
