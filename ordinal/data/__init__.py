@@ -1,11 +1,12 @@
 """Data layer: approved sources, checksummed ingestion, validated preprocessing, calibration.
 
-Public API (see ``docs/data-layer.md``): :func:`ingest`, :func:`preprocess`,
+Public API (see ``docs/data-layer.md``): :func:`add_source`, :func:`ingest`, :func:`preprocess`,
 :func:`calibrate` and their specs, :func:`load_split` and :func:`dataset_labels` (processed
 records, verified, for training), the source registry, the typed errors, and the demo
 dataset generators.
 """
 
+from ordinal.data.add_source import AddedSource, add_source, target_registry_path
 from ordinal.data.calibration import (
     CalibrationSelection,
     CalibrationSpec,
@@ -15,6 +16,7 @@ from ordinal.data.calibration import (
     verify_selection,
     write_selection,
 )
+from ordinal.data.columns import Columns
 from ordinal.data.demo_images import SHAPE_LABELS, make_shape_records, write_shapes
 from ordinal.data.demo_text import REVIEW_LABELS, make_review_records, write_reviews
 from ordinal.data.errors import (
@@ -27,12 +29,15 @@ from ordinal.data.errors import (
     RegistryError,
     RejectionThresholdError,
     SourceChecksumError,
+    SourceExistsError,
     SourceFetchError,
     SourceNotApprovedError,
 )
 from ordinal.data.ingest import IngestResult, ingest
+from ordinal.data.labels import LabelMatcher, LabelValues, label_declaration_problems
 from ordinal.data.loading import dataset_labels, load_split
 from ordinal.data.preprocess import (
+    PREPROCESS_OPTIONS,
     REASON_CODES,
     PreprocessReport,
     PreprocessResult,
@@ -42,20 +47,32 @@ from ordinal.data.preprocess import (
     preprocess_image_folder,
     preprocess_text_file,
 )
-from ordinal.data.sources import SourceRegistry, SourceSpec, fetch_source, load_registry
+from ordinal.data.sources import (
+    SourceRegistry,
+    SourceSpec,
+    default_registry_path,
+    fetch_source,
+    load_registry,
+    packaged_registry_path,
+)
 from ordinal.data.splits import SplitSpec, assign_split
 
 __all__ = [
+    "PREPROCESS_OPTIONS",
     "REASON_CODES",
     "REVIEW_LABELS",
     "SHAPE_LABELS",
+    "AddedSource",
     "CalibrationError",
     "CalibrationSelection",
     "CalibrationSpec",
+    "Columns",
     "DataError",
     "DataFormatError",
     "EmptyDatasetError",
     "IngestResult",
+    "LabelMatcher",
+    "LabelValues",
     "MissingColumnError",
     "PreprocessReport",
     "PreprocessResult",
@@ -64,26 +81,32 @@ __all__ = [
     "RegistryError",
     "RejectionThresholdError",
     "SourceChecksumError",
+    "SourceExistsError",
     "SourceFetchError",
     "SourceNotApprovedError",
     "SourceRegistry",
     "SourceSpec",
     "SplitSpec",
+    "add_source",
     "assign_split",
     "calibrate",
     "dataset_labels",
+    "default_registry_path",
     "fetch_source",
     "ingest",
+    "label_declaration_problems",
     "load_registry",
     "load_selection",
     "load_split",
     "make_review_records",
     "make_shape_records",
     "normalise_text",
+    "packaged_registry_path",
     "preprocess",
     "preprocess_image_folder",
     "preprocess_text_file",
     "select_calibration",
+    "target_registry_path",
     "verify_selection",
     "write_reviews",
     "write_selection",

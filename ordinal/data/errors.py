@@ -35,6 +35,18 @@ class RegistryError(DataError, ValueError):
         super().__init__(f"{message} ({path})" if path else message)
 
 
+class SourceExistsError(RegistryError):
+    """``add-source`` refused: the registry already has that name (or dataset version)."""
+
+    def __init__(self, source: str, path: str, what: str) -> None:
+        self.source = source
+        super().__init__(
+            f"{what} is already in the registry; pick another name (or version)",
+            path=path,
+            entries=[f"source {source!r}"],
+        )
+
+
 class SourceNotApprovedError(DataError, PermissionError):
     """A source name (or URI) that is not in the approved-source registry."""
 

@@ -30,7 +30,7 @@ def make_registry(path: Path, entries: list[dict]) -> Path:
             "owner": "tests",
         }
         item.update(e)
-        full.append(item)
+        full.append({k: v for k, v in item.items() if v is not None})  # None: leave it out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"registry_version": 1, "sources": full}), encoding="utf-8")
     return path
