@@ -66,3 +66,107 @@ def built_bundle(run_dir: Path, keys, release_home: Path) -> Path:
 def bundle_copy(built_bundle: Path, tmp_path: Path) -> Path:
     """A private copy of the bundle that a test may tamper with."""
     return Path(shutil.copytree(built_bundle, tmp_path / built_bundle.name))
+
+
+@pytest.fixture(scope="session")
+def versions(run_dir: Path, keys, release_home: Path) -> dict[str, Path]:
+    """Bundles 1.0.0 ... 1.4.0 of ``demo`` from the same run (signed by the release key)."""
+    from ordinal.release import build_bundle, collect_run
+
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", "1767225600")
+        inputs = collect_run(run_dir)
+        for minor in range(5):
+            version = f"1.{minor}.0"
+            out[version] = build_bundle(
+                inputs,
+                release_home / "versions" / f"demo-{version}",
+                name="demo",
+                version=version,
+                signing_key=keys["release"],
+            )
+    return out
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    """A real ``moto_server`` on a free loopback port (S3 with versioning and object lock)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start (exit {proc.poll()})")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Test credentials for the moto server; nothing from the real AWS chain."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def locked_bucket(moto_endpoint, aws_env):
+    """A fresh bucket with versioning and object lock enabled; yields its S3Storage."""
+    import uuid
+
+    import boto3
+
+    from ordinal.artifacts import S3Storage
+
+    name = f"releases-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return S3Storage(name, "root", endpoint_url=moto_endpoint, client=client)
+
+
+class Clock:
+    """A settable clock for audit records (RFC 3339 strings)."""
+
+    def __init__(self) -> None:
+        self.day = 0
+
+    def __call__(self) -> str:
+        self.day += 1
+        return f"2026-02-{self.day:02d}T12:00:00.000000Z"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
