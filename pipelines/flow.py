@@ -68,7 +68,9 @@ class PipelineParams(BaseModel):
     checkpoint_interval_seconds: float = Field(300.0, gt=0)
     calibration_size: int = Field(200, ge=100, le=500)
     parity_samples: int = Field(500, ge=1)
-    non_production: bool = Field(False, description="Allow a parity run on < 500 samples")
+    non_production: bool = Field(
+        False, description="Allow parity and the INT8 gate on < 500 samples (labelled reports)"
+    )
     quantize_preset: Literal["fused", "static", "dynamic"] = "fused"
     int8_prob_atol: float = Field(
         0.0,
@@ -198,6 +200,7 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
             "preset": params.quantize_preset,
             "prob_atol": params.int8_prob_atol,
             "num_samples": params.parity_samples,
+            "non_production": params.non_production,
         },
     }
     return {name: validate_params(name, values) for name, values in raw.items()}

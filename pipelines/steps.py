@@ -117,6 +117,7 @@ class QuantizeParams(_DatasetParams):
     prob_atol: float = Field(
         0.01, ge=0, description="Max |p_int8 - p_fp32| gated; 0 reports it without gating"
     )
+    non_production: bool = Field(False, description="Allow < 500 gate samples (labelled report)")
 
 
 @dataclass(frozen=True)

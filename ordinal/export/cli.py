@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,10 +152,14 @@ def quantize_cmd(
     storage: Annotated[
         str | None, typer.Option(help="Storage root URL (default: local store)")
     ] = None,
+    non_production: Annotated[
+        bool, typer.Option(help="Allow < 500 gate samples (labelled report)")
+    ] = False,
 ) -> None:
     """Static INT8 quantisation on the stored calibration set, then the INT8 accuracy gate."""
-    from ordinal.artifacts import layout, open_storage
-    from ordinal.export.onnx_export import MODEL_FILE
+    from ordinal.artifacts import open_storage
+    from ordinal.export.errors import ExportError, QuantizationError
+    from ordinal.export.onnx_export import MODEL_FILE, local_model_folder
     from ordinal.export.quantize import (
         QuantizeSpec,
         evaluate_int8,
@@ -163,20 +168,28 @@ def quantize_cmd(
     )
 
     store = open_storage(storage)
-    fp32 = store.local_path(layout.join(layout.onnx_dir(experiment, "fp32"), MODEL_FILE))
-    if fp32 is None or not fp32.is_file():
-        console.print(
-            f"[red]no FP32 model for experiment {experiment!r}: run `ordinal export` first[/]"
-        )
-        raise typer.Exit(2)
+    try:
+        fp32_dir = local_model_folder(store, experiment, "fp32", tempfile.mkdtemp(prefix="fp32-"))
+    except ExportError as exc:
+        console.print(f"[red]{exc}: run `ordinal export` first[/]")
+        raise typer.Exit(2) from None
+    fp32 = fp32_dir / MODEL_FILE
     try:
         spec = QuantizeSpec.preset(preset)
+        if non_production:
+            spec = spec.smoke()
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     cal = load_calibration_set(calibration, store)
     int8, _ = quantize_onnx(fp32.parent, cal, experiment, spec=spec, storage=store, progress=_say)
-    report = evaluate_int8(fp32, int8, _records(data, demo_size, demo_seed), spec)
+    if int8 is None:  # remote storage: the gate runs on a local copy of what was stored
+        int8 = local_model_folder(store, experiment, "int8", fp32_dir.parent) / MODEL_FILE
+    try:
+        report = evaluate_int8(fp32, int8, _records(data, demo_size, demo_seed), spec)
+    except QuantizationError as exc:  # too few samples for the gate
+        console.print(f"[bold red]INT8 gate not run[/]: {exc}")
+        raise typer.Exit(2) from None
     table = Table(title=f"INT8 ({preset}) vs FP32 on {report.num_samples} held-out samples")
     for column in ("", "MAE", "QWK", "accuracy", f"latency ms (batch {spec.latency_batch})"):
         table.add_column(column)
@@ -190,8 +203,14 @@ def quantize_cmd(
             f"{report.latency_ms[name]:.1f}",
         )
     console.print(table)
+    d = report.mae_delta
     console.print(
-        f"MAE change {report.mae_increase:+.2%}, max probability delta {report.max_prob_delta:.3g}"
+        f"MAE change {d['estimate']:+.4f} ({report.mae_increase:+.2%}), "
+        f"{d['confidence']:.0%} interval [{d['low']:+.4f}, {d['high']:+.4f}] on {d['n']} samples "
+        f"against a margin of {report.mae_margin:.4f}: {report.verdict}; "
+        f"max probability delta {report.max_prob_delta:.3g}"
+        + (" [yellow](NON-PRODUCTION: fewer samples than the gate needs)[/]"
+           if report.non_production else "")
     )
     print(f"model: {int8}")
     if not report.passed:

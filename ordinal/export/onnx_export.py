@@ -39,6 +39,7 @@ __all__ = [
     "ExportResult",
     "default_export_config",
     "export_onnx",
+    "local_model_folder",
     "read_ordinal_section",
 ]
 
@@ -88,6 +89,38 @@ class ExportConfig(BaseModel):
         if not self.constant_folding:
             args.append("--no-constant-folding")
         return args
+
+
+def local_model_folder(
+    storage: Storage, experiment: str, precision: str, cache_dir: str | Path
+) -> Path:
+    """A local folder holding ``models/onnx/{experiment}/{precision}/`` from ``storage``.
+
+    The stored folder itself when the storage is local, else a download of every object
+    under the prefix into ``cache_dir/{precision}/`` (what onnxruntime and the tokenizer
+    loaders need: files on disk). Raises :class:`ExportError` naming the storage and key when
+    there is no model there.
+    """
+    prefix = layout.onnx_dir(experiment, precision)
+    key = layout.join(prefix, MODEL_FILE)
+    local = storage.local_path(key)
+    if local is not None:
+        if not local.is_file():
+            raise ExportError(
+                f"no {precision} model for experiment {experiment!r} in {storage.url} "
+                f"(looked for {key}): run the earlier step first"
+            )
+        return local.parent
+    keys = storage.list(prefix)
+    if key not in keys:
+        raise ExportError(
+            f"no {precision} model for experiment {experiment!r} in {storage.url} "
+            f"(looked for {key}): run the earlier step first"
+        )
+    dest = Path(cache_dir) / precision
+    for item in keys:
+        storage.download(item, dest / item[len(prefix) + 1 :])
+    return dest
 
 
 def default_export_config(task: str) -> Path:

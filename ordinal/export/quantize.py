@@ -10,9 +10,13 @@ onnxruntime's transformer graph fusion, and quantises the fused ``Attention`` no
 dynamic input scale: the static op registry has no ``Attention``), which is faster at the
 same accuracy.
 
-The accuracy gate compares INT8 with FP32 on held-out records: relative MAE increase below
-``max_mae_increase`` (1%), class probabilities within ``prob_atol`` (1e-2), QWK reported,
-and a latency smoke test at a realistic batch.
+The accuracy gate compares INT8 with FP32 on the same held-out records (at least
+``min_samples``, 500, unless the run is labelled non-production). It reads the paired
+difference ``MAE(int8) - MAE(fp32)`` with a bootstrap confidence interval and fails when
+that interval lies wholly above the tolerated margin, ``max_mae_increase`` (1%) of the FP32
+MAE: INT8 is then worse beyond tolerance with the stated confidence, which one moved
+prediction cannot bring about. Class probabilities within ``prob_atol`` (1e-2) when set, QWK
+reported, and a latency smoke test at a realistic batch.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from ordinal.export.errors import QuantizationError
 from ordinal.export.graph import load_onnx
 from ordinal.export.onnx_export import MODEL_FILE
 from ordinal.export.parity import run_onnx
+from ordinal.intervals import Interval, paired_mae_difference
 from ordinal.presets import resolve_model
 
 __all__ = [
@@ -64,6 +69,7 @@ __all__ = [
     "QuantizeSpec",
     "evaluate_int8",
     "load_calibration_set",
+    "mae_gate",
     "quantize_onnx",
 ]
 
@@ -85,7 +91,18 @@ class QuantizeSpec(BaseModel):
     exclude_output_quantization: tuple[str, ...] = ("MatMul",)
     calibration_batch_size: int = Field(8, ge=1)
     max_length: int = Field(128, ge=2)
-    max_mae_increase: float = Field(0.01, ge=0, description="Relative MAE increase allowed")
+    max_mae_increase: float = Field(
+        0.01,
+        ge=0,
+        description="Tolerated MAE increase, relative to the FP32 MAE (the gate's margin)",
+    )
+    min_samples: int = Field(500, ge=2, description="Held-out samples the gate needs")
+    non_production: bool = Field(
+        False, description="Allow fewer than min_samples; the report is labelled as such"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Two-sided interval level")
+    bootstrap_resamples: int = Field(2000, ge=100)
+    seed: int = Field(0, description="Seed of the bootstrap resampling")
     prob_atol: float | None = Field(
         1e-2,
         gt=0,
@@ -132,6 +149,10 @@ class QuantizeSpec(BaseModel):
         Attention input scale is computed at run time; everything else is static.
         """
         return cls(fuse_graph=True, attention="dynamic")
+
+    def smoke(self) -> QuantizeSpec:
+        """This spec as a clearly labelled non-production check (fewer samples allowed)."""
+        return self.model_copy(update={"non_production": True})
 
     @classmethod
     def dynamic(cls) -> QuantizeSpec:
@@ -491,6 +512,14 @@ class Int8Report:
     failures: list[str]
     prob_delta_p99: float = 0.0
     label_agreement: float = 1.0
+    #: ``MAE(int8) - MAE(fp32)`` in label units with its paired bootstrap interval.
+    mae_delta: dict[str, float] = field(default_factory=dict)
+    #: The tolerated MAE increase in label units (``max_mae_increase`` x FP32 MAE).
+    mae_margin: float = 0.0
+    #: ``equivalent`` (interval below the margin), ``inconclusive`` (straddles it) or
+    #: ``worse`` (wholly above it: the gate fails).
+    verdict: str = "equivalent"
+    non_production: bool = False
     fp32_latent: np.ndarray | None = field(default=None, repr=False)
     int8_latent: np.ndarray | None = field(default=None, repr=False)
 
@@ -521,8 +550,23 @@ def evaluate_int8(
     records: Sequence[dict[str, Any]],
     spec: QuantizeSpec | None = None,
 ) -> Int8Report:
-    """The INT8 accuracy gate: MAE, QWK, probability deltas and a latency smoke test."""
+    """The INT8 accuracy gate: paired MAE difference with its interval, QWK, probability
+    deltas and a latency smoke test.
+
+    Raises
+    ------
+    QuantizationError
+        Fewer than ``spec.min_samples`` records and the spec is not ``non_production``.
+    """
     spec = spec or QuantizeSpec()
+    if len(records) < spec.min_samples and not spec.non_production:
+        raise QuantizationError(
+            f"the INT8 gate needs at least {spec.min_samples} held-out samples, got "
+            f"{len(records)}: below that its interval is too wide to gate a release "
+            "(use QuantizeSpec(...).smoke() / --non-production for a labelled check)"
+        )
+    if len(records) < 2:
+        raise QuantizationError(f"the INT8 gate needs at least 2 samples, got {len(records)}")
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     processor = resolve_model(fp32_path.parent).processor
     inputs = _encode(processor, records, spec.max_length)
@@ -540,24 +584,79 @@ def evaluate_int8(
     base = scores["fp32"]["mae"]
     increase = (scores["int8"]["mae"] - base) / base if base > 0 else scores["int8"]["mae"]
     per_sample = np.abs(outs["int8"]["probs"] - outs["fp32"]["probs"]).max(axis=1)
-    delta = float(per_sample.max())
+    prob_delta = float(per_sample.max())
     latency = {k: _latency(s, inputs, spec) for k, s in sessions.items()}
+    delta, margin, verdict = mae_gate(labels, outs["fp32"]["label"], outs["int8"]["label"], spec)
     failures = []
-    if increase > spec.max_mae_increase:
-        failures.append(f"MAE rose by {increase:.2%} (> {spec.max_mae_increase:.0%})")
-    if spec.prob_atol is not None and delta > spec.prob_atol:
-        failures.append(f"class probabilities differ by up to {delta:.3g} (> {spec.prob_atol:g})")
+    if verdict == "worse":
+        failures.append(
+            f"MAE rose by {delta.estimate:+.4f} ({increase:+.2%}); its {delta.confidence:.0%} "
+            f"interval [{delta.low:+.4f}, {delta.high:+.4f}] on {delta.n} samples lies above "
+            f"the tolerated {margin:.4f} ({spec.max_mae_increase:.0%} of the FP32 MAE)"
+        )
+    if spec.prob_atol is not None and prob_delta > spec.prob_atol:
+        failures.append(
+            f"class probabilities differ by up to {prob_delta:.3g} (> {spec.prob_atol:g})"
+        )
     return Int8Report(
         passed=not failures,
         num_samples=len(records),
         fp32=scores["fp32"],
         int8=scores["int8"],
         mae_increase=float(increase),
-        max_prob_delta=delta,
+        max_prob_delta=prob_delta,
         latency_ms=latency,
         failures=failures,
         prob_delta_p99=float(np.quantile(per_sample, 0.99)),
         label_agreement=float(np.mean(outs["int8"]["label"] == outs["fp32"]["label"])),
         fp32_latent=outs["fp32"].get("latent"),
         int8_latent=outs["int8"].get("latent"),
+        mae_delta=delta.to_dict(),
+        mae_margin=float(margin),
+        verdict=verdict,
+        non_production=len(records) < spec.min_samples,
     )
+
+
+def mae_gate(
+    labels: Any, fp32_labels: Any, int8_labels: Any, spec: QuantizeSpec | None = None
+) -> tuple[Interval, float, str]:
+    """The MAE part of the INT8 gate: the paired difference, the margin and the verdict.
+
+    Parameters
+    ----------
+    labels, fp32_labels, int8_labels : array-like of int, shape=(n,)
+        True labels and each graph's predicted labels on the same samples.
+
+    Returns
+    -------
+    (Interval, float, str)
+        ``MAE(int8) - MAE(fp32)`` with its paired bootstrap interval; the tolerated increase
+        in label units (``spec.max_mae_increase`` x the FP32 MAE); and the verdict:
+        ``worse`` when the whole interval lies above the margin (the gate fails),
+        ``equivalent`` when it lies at or below it, ``inconclusive`` otherwise.
+
+    >>> y = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 14 + [0, 9]  # 142 samples, 10 classes
+    >>> fp32 = [min(v + 1, 9) if i % 4 == 0 else v for i, v in enumerate(y)]
+    >>> int8 = list(fp32); int8[1] += 1  # one sample moves by one class
+    >>> mae_gate(y, fp32, int8)[2]  # noise, not evidence
+    'inconclusive'
+    """
+    spec = spec or QuantizeSpec()
+    delta = paired_mae_difference(
+        labels,
+        fp32_labels,
+        int8_labels,
+        confidence=spec.confidence,
+        n_resamples=spec.bootstrap_resamples,
+        seed=spec.seed,
+    )
+    base = metrics.mae(labels, fp32_labels)
+    margin = spec.max_mae_increase * base if base > 0 else spec.max_mae_increase
+    if delta.low > margin:
+        verdict = "worse"
+    elif delta.high <= margin:
+        verdict = "equivalent"
+    else:
+        verdict = "inconclusive"
+    return delta, float(margin), verdict

@@ -7,11 +7,17 @@ import shutil
 import onnx
 import pytest
 
-from ordinal import TrainSpec, train_ordinal_model
+from ordinal import TrainSpec, metrics, train_ordinal_model
 from ordinal.artifacts import layout, load_verified_manifest, open_storage
 from ordinal.artifacts.checksums import sha256_file
 from ordinal.export import QuantizationError, export_onnx
-from ordinal.export.quantize import CalibrationSet, QuantizeSpec, evaluate_int8, quantize_onnx
+from ordinal.export.quantize import (
+    CalibrationSet,
+    QuantizeSpec,
+    evaluate_int8,
+    mae_gate,
+    quantize_onnx,
+)
 from tests.helpers.keyword_data import keyword_records
 
 
@@ -46,8 +52,11 @@ def test_int8_passes_the_accuracy_gate(trained_fp32, spec):
         int8_path.parent.name == "int8"
         and int8_path.stat().st_size < exported.onnx_path.stat().st_size
     )
-    report = evaluate_int8(exported.onnx_path, int8_path, records[400:800], spec)
+    report = evaluate_int8(exported.onnx_path, int8_path, records[400:800], spec.smoke())
     assert report.passed, report.failures
+    assert report.non_production and report.mae_delta["n"] == 400
+    assert report.mae_delta["low"] <= report.mae_delta["estimate"] <= report.mae_delta["high"]
+    assert report.verdict in ("equivalent", "inconclusive")
     assert report.fp32["mae"] < 0.5  # the model learnt the task, so the gate is meaningful
     assert report.max_prob_delta <= spec.prob_atol
     assert report.latency_ms["int8"] > 0 and report.num_samples == 400
@@ -91,9 +100,41 @@ def test_gate_fails_when_thresholds_are_impossible(trained_fp32):
         spec=spec,
         storage=storage,
     )
-    report = evaluate_int8(exported.onnx_path, int8_path, records[400:500], spec)
+    report = evaluate_int8(exported.onnx_path, int8_path, records[400:500], spec.smoke())
     assert not report.passed
     assert any("class probabilities differ" in f for f in report.failures)
+    # A production gate refuses to judge on fewer samples than it needs.
+    with pytest.raises(QuantizationError, match="needs at least 500 held-out samples, got 100"):
+        evaluate_int8(exported.onnx_path, int8_path, records[400:500], spec)
+
+
+def _shifted(labels, every, by=1, k=10):
+    return [min(v + by, k - 1) if i % every == 0 else v for i, v in enumerate(labels)]
+
+
+def test_mae_gate_reads_an_interval_that_one_sample_cannot_flip():
+    """The case that failed a real run: 10 classes, 142 samples, one prediction moved by one
+    class (+1.41% MAE). A point-estimate gate at 1% failed it; the interval gate does not."""
+    labels = list(range(10)) * 14 + [0, 9]
+    fp32 = _shifted(labels, every=2)  # MAE ~0.45
+    int8 = list(fp32)
+    int8[1] += 1
+    delta, margin, verdict = mae_gate(labels, fp32, int8)
+    assert delta.estimate == pytest.approx(1 / 142)
+    assert delta.estimate / metrics.mae(labels, fp32) > 0.01  # the old gate's failure
+    assert verdict != "worse" and delta.low <= margin
+
+    # A real degradation on a production-sized sample is caught: every 5th sample moves.
+    labels = list(range(10)) * 50
+    fp32 = _shifted(labels, every=4)
+    int8 = _shifted(fp32, every=5)
+    delta, margin, verdict = mae_gate(labels, fp32, int8)
+    assert verdict == "worse" and delta.low > margin
+
+    # Identical predictions are equivalent; the same inputs give the same interval.
+    assert mae_gate(labels, fp32, fp32)[2] == "equivalent"
+    assert mae_gate(labels, fp32, int8)[0] == delta
+    assert mae_gate(labels, fp32, int8, QuantizeSpec(seed=1))[0] != delta
 
 
 def test_calibration_smaller_than_100_is_refused(trained_fp32):
