@@ -108,8 +108,8 @@ def target_registry_path(registry: str | os.PathLike[str] | None = None) -> Path
 def _uri_of(location: str | os.PathLike[str]) -> tuple[str, Path | None]:
     text = os.fspath(location)
     scheme = urlparse(text).scheme
-    if scheme in _SCHEMES and scheme != "file":
-        return text, None
+    if scheme != "file" and (scheme in _SCHEMES or "://" in text):
+        return text, None  # a URI; an unsupported scheme is refused with the entry
     path = Path(urlparse(text).path if scheme == "file" else text).expanduser()
     if not path.exists():
         raise DataFormatError(str(path), "no such file or folder")
