@@ -124,7 +124,24 @@ class RegistryError(ReleaseError):
 
 
 class ImmutableReleaseError(RegistryError):
-    """A second publish of a released version with different bytes."""
+    """A second publish of a released version with different bytes.
+
+    Attributes
+    ----------
+    release : str
+        ``{name} {version}``.
+    published, offered : str
+        sha256 of the published and of the offered ``bundle.json``.
+    """
+
+    def __init__(self, release: str, published: str, offered: str) -> None:
+        self.release = release
+        self.published = published
+        self.offered = offered
+        super().__init__(
+            f"{release} is published with bundle.json sha256 {published}; the offered bundle "
+            f"has {offered}: a published version never changes, publish a new version"
+        )
 
 
 class AuditLogError(ReleaseError):

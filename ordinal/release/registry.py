@@ -195,12 +195,7 @@ class Registry:
         if self.storage.exists(sig_key):
             stored = sha256_bytes(self.storage.get_bytes(layout.join(prefix, BUNDLE_FILE)))
             if stored != bundle.digest:
-                raise ImmutableReleaseError(
-                    f"{name} {version} (bundle.json)",
-                    stored,
-                    bundle.digest,
-                    detail="a published version never changes: publish a new version",
-                )
+                raise ImmutableReleaseError(f"{name} {version}", stored, bundle.digest)
             return PublishResult(
                 name,
                 version,

@@ -170,3 +170,22 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(release_home: Path) -> Path:
+    """An initialised, empty MLflow SQLite store (migrations take seconds; tests copy it)."""
+    from mlflow import MlflowClient
+
+    path = release_home / "mlflow-template.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+    return path
+
+
+@pytest.fixture
+def mlflow_uri(mlflow_template: Path, tmp_path: Path) -> str:
+    """A private real MLflow store (SQLite) for one test."""
+    target = tmp_path / "mlflow.db"
+    shutil.copyfile(mlflow_template, target)
+    return f"sqlite:///{target}"
