@@ -1,0 +1,150 @@
+"""The whole emulated cloud on loopback, for tests and for ``ordinal infra`` without AWS.
+
+``EmulatedCloud`` starts ``moto_server``, the fault injector in front of its EC2, the
+metadata stand-in and the user-data runner (which follows EC2's instance states), creates
+the state bucket, applies ``envs/emulated/platform`` once, and hands out a
+:class:`~pipelines.provision.tofu.Platform` for the ``tofu`` provisioner.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from pipelines.provision.emulation.injector import FaultInjector
+from pipelines.provision.emulation.metadata import MetadataStandIn
+from pipelines.provision.emulation.moto import MotoServer
+from pipelines.provision.emulation.userdata import UserDataRunner
+from pipelines.provision.runner import Backend, TofuRunner
+
+__all__ = ["CREDENTIALS", "STATE_BUCKET", "EmulatedCloud"]
+
+CREDENTIALS = {
+    # moto accepts any key; these are not secrets and never reach AWS.
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+STATE_BUCKET = "ordinal-tfstate"
+REGION = "us-east-1"
+
+
+class EmulatedCloud:
+    """Start everything; :meth:`close` stops it (moto's state is lost with it).
+
+    Parameters
+    ----------
+    root : Path
+        Folder for logs, the platform's work copy and the instances' process groups.
+    name_prefix : str
+        Prefix of the platform's buckets and roles.
+    """
+
+    def __init__(self, root: Path, name_prefix: str = "ordinal") -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.name_prefix = name_prefix
+        self.moto = MotoServer(log_path=self.root / "moto.log")
+        self.injector: FaultInjector | None = None
+        self.metadata: MetadataStandIn | None = None
+        self.instances: UserDataRunner | None = None
+        self.platform_outputs: dict[str, Any] = {}
+        self.platform_apply_seconds: float | None = None
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self, service: str, region: str = REGION) -> Any:
+        """A boto3 client for ``service`` on the emulator."""
+        return boto3.client(
+            service,
+            endpoint_url=self.moto.url,
+            region_name=region,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    @property
+    def instance_dir(self) -> Path:
+        """Where the user-data runner keeps one folder per instance."""
+        return self.root / "instances"
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self, apply_platform: bool = True) -> EmulatedCloud:
+        """Start the servers; apply the platform unless told not to."""
+        self.moto.start()
+        self.injector = FaultInjector(self.moto.url).start()
+        self.metadata = MetadataStandIn().start()
+        self.client("s3").create_bucket(Bucket=STATE_BUCKET)
+        self.client("s3").put_bucket_versioning(
+            Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+        )
+        self.instances = UserDataRunner(
+            self.instance_dir, env={"ORDINAL_METADATA_URL": self.metadata.url}
+        ).watch(self.client("ec2"))
+        if apply_platform:
+            self.apply_platform()
+        return self
+
+    def platform_runner(self) -> TofuRunner:
+        """The runner of ``envs/emulated/platform`` (state key ``platform/terraform.tfstate``)."""
+        return TofuRunner(
+            "envs/emulated/platform",
+            self.root / "platform",
+            Backend(STATE_BUCKET, "platform/terraform.tfstate", REGION, self.moto.url),
+            env=CREDENTIALS,
+        )
+
+    def platform_variables(self) -> dict[str, Any]:
+        """Variables of the platform root."""
+        return {"endpoint": self.moto.url, "name_prefix": self.name_prefix}
+
+    def apply_platform(self) -> dict[str, Any]:
+        """Apply the network, storage and IAM; return the outputs."""
+        runner = self.platform_runner()
+        started = time.monotonic()
+        runner.apply(self.platform_variables())
+        self.platform_apply_seconds = time.monotonic() - started
+        self.platform_outputs = runner.outputs()
+        return self.platform_outputs
+
+    def ami_id(self) -> str:
+        """An image moto knows (AMI validation is on, so it must exist)."""
+        images = self.client("ec2").describe_images(Owners=["amazon"])["Images"]
+        linux = sorted(i["ImageId"] for i in images if "ubuntu" in i.get("Name", "").lower())
+        return linux[0]
+
+    def platform(self) -> Any:
+        """The :class:`~pipelines.provision.tofu.Platform` for the provisioner."""
+        from pipelines.provision.tofu import Platform
+
+        assert self.injector is not None
+        return Platform.from_outputs(
+            self.platform_outputs,
+            env="emulated",
+            region=REGION,
+            ami_id=self.ami_id(),
+            state_bucket=STATE_BUCKET,
+            endpoint=self.moto.url,
+            ec2_endpoint=self.injector.url,
+            credentials=dict(CREDENTIALS),
+            instance_dir=str(self.instance_dir),
+        )
+
+    def close(self) -> None:
+        """Stop watching, kill any instance process left, stop the servers."""
+        if self.instances is not None:
+            self.instances.close()
+            for instance_id in self.instances.alive():
+                self.instances.terminate(instance_id)
+        for server in (self.injector, self.metadata):
+            if server is not None:
+                server.stop()
+        self.moto.stop()
+
+    def __enter__(self) -> EmulatedCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

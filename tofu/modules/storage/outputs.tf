@@ -1,0 +1,39 @@
+output "data_bucket" {
+  description = "Name of the data bucket (the storage root for datasets/, models/, backups/, releases/)."
+  value       = aws_s3_bucket.data.id
+}
+
+output "data_bucket_arn" {
+  description = "ARN of the data bucket."
+  value       = aws_s3_bucket.data.arn
+}
+
+output "dr_bucket" {
+  description = "Name of the disaster-recovery bucket in dr_region."
+  value       = aws_s3_bucket.dr.id
+}
+
+output "dr_bucket_arn" {
+  description = "ARN of the disaster-recovery bucket."
+  value       = aws_s3_bucket.dr.arn
+}
+
+output "log_bucket" {
+  description = "Bucket receiving S3 server access logs."
+  value       = aws_s3_bucket.logs.id
+}
+
+output "replication_role_arn" {
+  description = "Role S3 assumes to replicate into the DR bucket."
+  value       = aws_iam_role.replication.arn
+}
+
+output "compliance_prefixes" {
+  description = "Prefixes written with COMPLIANCE-mode retention."
+  value       = var.compliance_prefixes
+}
+
+output "lifecycle_rule_ids" {
+  description = "Lifecycle rule id per prefix."
+  value       = { for p, _ in var.lifecycle_tiers : p => "tier-${trimsuffix(replace(p, "/", "-"), "-")}" }
+}
