@@ -67,8 +67,9 @@ class PreprocessSpec(BaseModel):
         How label values are read (:mod:`ordinal.data.labels`); None takes the registry's
         declaration (``name`` when there is none).
     columns : Columns or None
-        Column names of the raw file; None takes the registry's declaration (``id``,
-        ``text``, ``label``, and ``file`` for image folders, when there is none).
+        Column names of the raw file. Each column given replaces that one of the registry's
+        declaration (recorded at ingestion); the others stay as declared (``id``, ``text``,
+        ``label``, and ``file`` for image folders, when nothing is declared).
     labels_file : str
         The labels file of an image folder.
     min_text_chars, max_text_chars : int
@@ -126,8 +127,8 @@ class PreprocessSpec(BaseModel):
     def from_options(cls, options: Mapping[str, Any] | None = None, **more: Any) -> PreprocessSpec:
         """Build a spec from flat options (see :data:`PREPROCESS_OPTIONS`).
 
-        Unset options (absent or None) keep their defaults. Column options left unset fall
-        back to the registry's declaration only when no column option is given at all.
+        Unset options (absent or None) keep their defaults; a column option replaces that
+        column of the registry's declaration only.
 
         >>> split = {"train": 0.7, "validation": 0.2, "test": 0.1}
         >>> s = PreprocessSpec.from_options(split, label_column="stars", max_text_chars=300)
@@ -438,13 +439,17 @@ class Declaration:
         if not found:
             raise DataFormatError(name, "no label set: declare labels in the registry or spec")
         label_values = spec.label_values or recorded.get("label_values") or "name"
-        columns = spec.columns
-        if columns is None and recorded.get("columns"):
+        columns = Columns()
+        if recorded.get("columns"):
             try:
                 columns = Columns.model_validate(recorded["columns"])
             except ValueError as exc:
                 raise DataFormatError(name, f"invalid recorded columns: {exc}") from None
-        return cls(tuple(found), str(label_values), columns or Columns())
+        if spec.columns is not None:
+            # Each column the spec names replaces that one; the others stay as declared.
+            given = {k: getattr(spec.columns, k) for k in spec.columns.model_fields_set}
+            columns = Columns.model_validate({**columns.model_dump(), **given})
+        return cls(tuple(found), str(label_values), columns)
 
     def columns_for(self, kind: Literal["text", "image"], name: str) -> tuple[str, str, str]:
         """The ``(id, content, label)`` columns, or :class:`DataFormatError` naming ``name``."""

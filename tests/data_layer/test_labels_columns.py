@@ -345,3 +345,24 @@ def test_registry_file_round_trip_keeps_label_strings(tmp_path):
     )
     assert yaml.safe_load(reg.read_text())["sources"][0]["labels"][0] == "1"
     assert load_registry(reg).get("a").labels == tuple(SCALE10)
+
+
+def test_a_column_option_replaces_only_that_column(tmp_path, local_store):
+    src = _csv(
+        tmp_path / "a.csv",
+        ["k", "t", "y", "y2"],
+        [(f"a{i}", f"t {i}", "low", "high") for i in range(5)],
+    )
+    cols = {"id": "k", "text": "t", "label": "y"}
+    _run(tmp_path, local_store, src, labels=LMH, columns=cols)
+    assert {r["label"] for r in _all_records(local_store, "ds").values()} == {0}
+    result = preprocess(
+        "ds", "v1", storage=local_store, spec=PreprocessSpec.from_options(label_column="y2")
+    )
+    assert result.manifest.parameters["columns"] == {
+        "id": "k",
+        "text": "t",
+        "label": "y2",
+        "file": "file",
+    }
+    assert {r["label"] for r in _all_records(local_store, "ds").values()} == {2}
