@@ -127,8 +127,8 @@ class PreprocessSpec(BaseModel):
     def from_options(cls, options: Mapping[str, Any] | None = None, **more: Any) -> PreprocessSpec:
         """Build a spec from flat options (see :data:`PREPROCESS_OPTIONS`).
 
-        Unset options (absent or None) keep their defaults; a column option replaces that
-        column of the registry's declaration only.
+        Unset options (absent, None or ``""``) keep their defaults; a column option replaces
+        that column of the registry's declaration only.
 
         >>> split = {"train": 0.7, "validation": 0.2, "test": 0.1}
         >>> s = PreprocessSpec.from_options(split, label_column="stars", max_text_chars=300)
@@ -140,7 +140,8 @@ class PreprocessSpec(BaseModel):
         pydantic.ValidationError
             For an unknown option or an invalid value.
         """
-        flat = {k: v for k, v in {**(options or {}), **more}.items() if v is not None}
+        # None and "" both mean "not given" (papermill parameters default to "").
+        flat = {k: v for k, v in {**(options or {}), **more}.items() if v is not None and v != ""}
         unknown = sorted(set(flat) - set(PREPROCESS_OPTIONS))
         if unknown:
             raise ValidationError.from_exception_data(

@@ -157,6 +157,7 @@ class RejectionThresholdError(DataError):
             f"{report['kind']} fraction {report['fraction']:.2%} exceeds the threshold "
             f"{report['threshold']:.2%} ({report['count']} of {report['raw']} records; "
             f"{reasons}); rejected records written to {quarantine_key}"
+            + (f". Hint: {report['hint']}" if report.get("hint") else "")
         )
 
 

@@ -380,6 +380,10 @@ def preprocess(
             _json_bytes(report_dict["label_distribution"])
         )
         failure = check_thresholds(report, base)
+        if failure is not None:
+            hint = _label_hint(report, decl)
+            if hint:
+                failure["hint"] = hint
 
         # Unpublish first: the manifest is what makes outputs valid, so it goes first.
         store.delete(manifest_key)
@@ -423,6 +427,29 @@ def preprocess(
     )
     write_manifest(store, manifest_key, manifest)
     return PreprocessResult(dataset, version, manifest_key, manifest, report)
+
+
+def _label_hint(report: PreprocessReport, decl: Declaration) -> str | None:
+    """Say so when the refused labels look like the other ``label_values`` reading."""
+    values = [
+        str(e["value"]).strip()
+        for e in report.examples
+        if e.get("reason") == "label_not_in_set" and e.get("value") is not None
+    ]
+    if not values or report.reasons.get("label_not_in_set", 0) < report.invalid / 2:
+        return None
+    positions = {str(i) for i in range(len(decl.labels))}
+    if decl.label_values == "name" and set(values) <= positions:
+        return (
+            f"the refused label values ({', '.join(sorted(set(values)))}) look like 0-based "
+            "positions: if the data holds positions, declare label_values: index"
+        )
+    if decl.label_values == "index" and set(values) <= set(decl.labels):
+        return (
+            "the refused label values are label names: if the data holds the names, "
+            "declare label_values: name"
+        )
+    return None
 
 
 def _open_raw(store: Storage, key: str, local_dir: Path) -> IO[bytes]:

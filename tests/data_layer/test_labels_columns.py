@@ -129,8 +129,9 @@ def test_zero_based_indices_only_when_declared(tmp_path, local_store):
     _reconciles(result)
     # The same data declared by name: every position is refused, none is guessed.
     src2 = _csv(tmp_path / "src2.csv", ["id", "text", "label"], rows)
-    with pytest.raises(RejectionThresholdError, match="label_not_in_set=31"):
+    with pytest.raises(RejectionThresholdError, match="label_not_in_set=31") as err:
         _run(tmp_path, local_store, src2, name="byname", labels=LMH)
+    assert "declare label_values: index" in str(err.value)  # the hint names the fix
 
 
 def test_json_and_parquet_numbers_match_their_names(tmp_path, local_store):
