@@ -7,6 +7,7 @@ and seen-content sets, the run report, and the writer of split and quarantine fi
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -162,7 +163,7 @@ class PreprocessSpec(BaseModel):
             data["split"] = {**SplitSpec().model_dump(), **split}
         for key in ("labels", "image_modes"):
             if isinstance(flat.get(key), str):
-                flat[key] = [v.strip() for v in flat[key].split(",")]
+                flat[key] = parse_list(flat[key])
         data.update(flat)
         return cls.model_validate(data)
 
@@ -186,6 +187,34 @@ class PreprocessSpec(BaseModel):
 
 
 _COLUMNS = ("id", "text", "label", "file")
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+
+
+def parse_list(text: str) -> list[str]:
+    """A list option written as text: ``a,b,c``, a JSON list, or an integer range.
+
+    >>> parse_list("low, medium,high"), parse_list("1..4"), parse_list('["a, b", "c"]')
+    (['low', 'medium', 'high'], ['1', '2', '3', '4'], ['a, b', 'c'])
+
+    Raises
+    ------
+    ValueError
+        A ``[`` that does not start a JSON list.
+    """
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list: {exc}") from None
+        if not isinstance(values, list):
+            raise ValueError("expected a JSON list")
+        return [v if isinstance(v, str) else json.dumps(v) for v in values]
+    span = _RANGE.fullmatch(text)
+    if span:
+        return [str(i) for i in range(int(span.group(1)), int(span.group(2)) + 1)]
+    return [v.strip() for v in text.split(",")]
+
 
 PREPROCESS_OPTIONS: tuple[str, ...] = (
     "labels",

@@ -6,8 +6,6 @@ This module defines the typer sub-app ``data_app``; the top-level ``ordinal`` co
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ordinal.data._records import parse_list
 from ordinal.data.add_source import add_source
 from ordinal.data.calibration import (
     CalibrationSpec,
@@ -153,20 +152,10 @@ def _list(text: str | None) -> list[str] | None:
     """``a,b,c``, a JSON list (for names with commas) or an integer range ``1..10``."""
     if text is None:
         return None
-    text = text.strip()
-    if text.startswith("["):
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"not a JSON list: {exc}") from None
-        if not isinstance(values, list):
-            raise typer.BadParameter("expected a JSON list")
-        return [str(v) if not isinstance(v, str) else v for v in values]
-    span = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", text)
-    if span:
-        lo, hi = int(span.group(1)), int(span.group(2))
-        return [str(i) for i in range(lo, hi + 1)]
-    return [v.strip() for v in text.split(",")]
+    try:
+        return parse_list(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _help(option: str, what: str) -> str:

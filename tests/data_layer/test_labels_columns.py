@@ -367,3 +367,25 @@ def test_a_column_option_replaces_only_that_column(tmp_path, local_store):
         "file": "file",
     }
     assert {r["label"] for r in _all_records(local_store, "ds").values()} == {2}
+
+
+def test_flat_options_as_text_as_a_pipeline_passes_them():
+    """`ordinal run --set KEY=VALUE` hands strings: they build the same spec as typed values."""
+    from ordinal.data import PREPROCESS_OPTIONS
+
+    text = {
+        "labels": "1..10", "label_values": "name", "id_column": "k", "text_column": "t",
+        "label_column": "y", "file_column": "f", "labels_file": "l.csv", "min_text_chars": "2",
+        "max_text_chars": "30", "max_rejected_fraction": "0.2", "max_duplicate_fraction": "0.3",
+        "dedupe": "false", "train": "0.5", "validation": "0.25", "test": "0.25",
+        "split_salt": "s1", "output_format": "parquet", "image_modes": "RGB,L",
+        "min_image_side": "4", "max_image_side": "64",
+    }  # fmt: skip
+    assert set(text) == set(PREPROCESS_OPTIONS)
+    spec = PreprocessSpec.from_options(text)
+    assert spec.labels == tuple(SCALE10) and spec.dedupe is False
+    assert spec.split.test == 0.25 and spec.image_modes == ("RGB", "L")
+    assert PreprocessSpec.from_options(spec.to_options()) == spec
+    assert PreprocessSpec.from_options({"labels": "", "train": None}) == PreprocessSpec()
+    with pytest.raises(ValueError, match="max_txt_chars"):
+        PreprocessSpec.from_options({"max_txt_chars": "9"})
