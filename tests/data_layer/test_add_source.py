@@ -399,6 +399,13 @@ def test_the_packaged_registry_ships_in_the_wheel_and_is_found_outside_the_repo(
     build = ["wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "w")]
     subprocess.run([*pip, *build], check=True, capture_output=True)
     wheel = next((tmp_path / "w").glob("ordinal-*.whl"))
+    import zipfile
+
+    shipped = "ordinal/data/registry/approved.yaml"
+    assert shipped in zipfile.ZipFile(wheel).namelist(), (
+        'the wheel lacks the registry: pyproject.toml needs "data/registry/*.yaml" in '
+        "[tool.setuptools.package-data] ordinal"
+    )
     install = ["install", "--no-deps", "--no-compile", "--target", str(tmp_path / "site")]
     subprocess.run([*pip, *install, str(wheel)], check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
