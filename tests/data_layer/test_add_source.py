@@ -388,11 +388,17 @@ def test_the_packaged_registry_ships_in_the_wheel_and_is_found_outside_the_repo(
     inside the installed package. Builds a wheel of the checkout without build isolation."""
     import subprocess
     import sys
+    import tomllib
 
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("ordinal", "pipelines"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
+    data_files = project["tool"]["setuptools"].get("data-files", {})
+    tops = {"ordinal", "pipelines"} | {g.split("/")[0] for v in data_files.values() for g in v}
+    skip = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.egg-info")
+    for name in sorted(tops):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=skip)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
