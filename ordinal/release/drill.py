@@ -12,7 +12,7 @@ from typing import Any
 from ordinal.release.errors import ReleaseError
 from ordinal.release.registry import Registry
 
-__all__ = ["DrillReport", "rollback_drill"]
+__all__ = ["DrillReport", "recheck_release", "rollback_drill"]
 
 
 @dataclass
@@ -44,18 +44,33 @@ def rollback_drill(
     tolerance. Nothing raises: each stage's outcome is in the report.
     """
     versions = registry.versions(name)
-    report = DrillReport(name=name, version=None, passed=False)
     if len(versions) < back + 1:
+        report = DrillReport(name=name, version=None, passed=False)
         report.stages["select"] = {
             "passed": False,
             "detail": f"{len(versions)} published versions; the drill needs {back + 1}",
         }
         return report
     version = versions[-(back + 1)]
-    report.version = version
-    report.stages["select"] = {"passed": True, "detail": f"{version} of {versions}"}
+    report = recheck_release(registry, name, version, work_dir=work_dir)
+    report.stages = {
+        "select": {"passed": True, "detail": f"{version} of {versions}"},
+        **report.stages,
+    }
+    return report
+
+
+def recheck_release(
+    registry: Registry,
+    name: str,
+    version: str,
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> DrillReport:
+    """Fetch and verify one published release, then recheck its parity (see above)."""
+    report = DrillReport(name=name, version=version, passed=False)
     own = work_dir is None
-    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rollback-drill-"))
+    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="release-recheck-"))
     try:
         try:
             bundle = registry.fetch(name, version, root / "bundle")

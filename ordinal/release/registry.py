@@ -151,6 +151,15 @@ class Registry:
         return str(mv.version)
 
     # -- storage ------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Every release name with at least one published version."""
+        found = set()
+        for key in self.storage.list("releases"):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[3] == SIGNATURE_FILE:
+                found.add(parts[1])
+        return sorted(found)
+
     def versions(self, name: str) -> list[str]:
         """Published versions of ``name`` (their ``bundle.sig`` exists), oldest first."""
         base = layout.join("releases", layout.check_component(name, "release"))
