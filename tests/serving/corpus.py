@@ -15,14 +15,14 @@ import random
 
 __all__ = ["CATEGORIES", "parity_texts", "replay_texts"]
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - one readable word list
     "the quick brown fox jumps over lazy dog service model ordinal rating review product "
     "terrible awful okay fine good great excellent delivery arrived late broken perfect "
     "unaffable tokenization international transformers runtime latency throughput batch "
     "café naïve résumé façade jalapeño Ångström Straße ΣΟΦΙΑ ΟΔΟΣ İstanbul Türkçe "
     "Москва привет Ελληνικά español niño crème brûlée Œuvre Ǆemal ﬁnance ½ ² ™ №"
 ).split()
-_PUNCT = list(".,;:!?-—–()[]{}\"'«»„“”‘’…·•/\\@#$%^&*_+=<>|~`¿¡、。，！？「」")
+_PUNCT = list(".,;:!?-—–()[]{}\"'«»„“”‘’…·•/\\@#$%^&*_+=<>|~`¿¡、。，！？「」")  # noqa: RUF001 - look-alike punctuation on purpose
 _CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 400)] + [
     chr(c)
     for c in (
@@ -45,7 +45,9 @@ _CJK = [chr(c) for c in range(0x4E00, 0x4E00 + 400)] + [
         0x30000,
     )
 ]
-_KANA_HANGUL = [chr(c) for c in range(0x3041, 0x3097)] + [chr(c) for c in range(0xAC00, 0xAC00 + 200)]
+_KANA_HANGUL = [chr(c) for c in range(0x3041, 0x3097)] + [
+    chr(c) for c in range(0xAC00, 0xAC00 + 200)
+]
 _EMOJI = [
     "😀",
     "😂",
@@ -139,14 +141,18 @@ def _text(category: str, rng: random.Random) -> str:
         return _sentence(rng, rng.randint(1, 25))
     if category == "accents":
         return "".join(
-            rng.choice(_WORDS[40:]) + rng.choice(["", " ", "-", "'"]) for _ in range(rng.randint(1, 8))
+            rng.choice(_WORDS[40:]) + rng.choice(["", " ", "-", "'"])
+            for _ in range(rng.randint(1, 8))
         )
     if category == "cjk":
         pool = _CJK + _KANA_HANGUL
-        return "".join(rng.choice(pool + [" ", "，", "a", "1"]) for _ in range(rng.randint(1, 40)))
+        return "".join(
+            rng.choice([*pool, " ", "\uff0c", "a", "1"]) for _ in range(rng.randint(1, 40))
+        )
     if category == "emoji":
         return " ".join(
-            rng.choice(_EMOJI) + rng.choice(["", rng.choice(_WORDS)]) for _ in range(rng.randint(1, 8))
+            rng.choice(_EMOJI) + rng.choice(["", rng.choice(_WORDS)])
+            for _ in range(rng.randint(1, 8))
         )
     if category == "invisible":
         parts = []
@@ -155,7 +161,7 @@ def _text(category: str, rng: random.Random) -> str:
         return "".join(parts)
     if category == "specials":
         return "".join(
-            rng.choice(_SPECIALS + [" ", rng.choice(_WORDS)]) for _ in range(rng.randint(1, 8))
+            rng.choice([*_SPECIALS, " ", rng.choice(_WORDS)]) for _ in range(rng.randint(1, 8))
         )
     if category == "long":
         return _sentence(rng, rng.randint(80, 400))
@@ -180,7 +186,10 @@ def parity_texts(n: int = 10_000, seed: int = 0) -> list[tuple[str, str]]:
     True
     """
     rng = random.Random(seed)
-    return [(CATEGORIES[i % len(CATEGORIES)], _text(CATEGORIES[i % len(CATEGORIES)], rng)) for i in range(n)]
+    return [
+        (CATEGORIES[i % len(CATEGORIES)], _text(CATEGORIES[i % len(CATEGORIES)], rng))
+        for i in range(n)
+    ]
 
 
 def replay_texts(n: int = 500, seed: int = 1) -> list[str]:
