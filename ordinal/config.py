@@ -62,6 +62,9 @@ class TrainSpec(BaseModel):
     save_steps: int = Field(100, ge=1)
     save_total_limit: int = Field(2, ge=1)
     checkpoint_interval_seconds: float | None = Field(300.0, gt=0)
+    progress_interval_seconds: float | None = Field(
+        30.0, gt=0, description="Progress line (step, loss, samples/s, ETA) at least this often"
+    )
     eval_each_epoch: bool = True
     report_to: list[Literal["mlflow"]] = Field(default_factory=lambda: ["mlflow"])
     experiment: str = "ordinal"

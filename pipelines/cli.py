@@ -32,6 +32,9 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_HOME", str(state_dir() / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # A streaming step's notebook output (training progress) reaches the console and the
+    # Prefect logs through papermill's logger; workers inherit this environment.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "papermill")
 
 
 def _exit_cleanly_on_sigterm() -> None:

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ordinal.config import HeadName
+from ordinal.paths import project_file
 from ordinal.runs import OUTPUTS_FILE
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
     "get_step",
 ]
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = project_file("notebooks")
 # Another folder of step notebooks (same file names), e.g. a team's fork of the notebooks.
 NOTEBOOK_DIR_ENV = "ORDINAL_NOTEBOOK_DIR"
 
@@ -125,7 +126,8 @@ class Step:
     """One pipeline step: its notebook, parameter model and the outputs it must leave.
 
     ``outputs`` are paths relative to the run folder; ``compute`` steps run on the
-    provisioned machine, the others on the control side.
+    provisioned machine, the others on the control side. A ``stream_output`` step's printed
+    lines (training progress) are relayed as they come to the console and Prefect's logs.
     """
 
     name: str
@@ -133,6 +135,7 @@ class Step:
     params: type[StepParams]
     outputs: tuple[str, ...]
     compute: bool = False
+    stream_output: bool = False
 
     @property
     def path(self) -> Path:
@@ -156,6 +159,7 @@ STEPS: dict[str, Step] = {
             TrainParams,
             ("train/model/config.json", "train/history.json"),
             compute=True,
+            stream_output=True,
         ),
         Step("export", "05_export.ipynb", ExportParams, (), compute=True),
         Step("parity", "06_parity.ipynb", ParityParams, (), compute=True),

@@ -179,7 +179,7 @@ def run_notebook(
 
     run_dir = resolve_run_dir(checked.run_dir)
     try:
-        result = execute_step(step, checked, log_output=log_output)
+        result = execute_step(step, checked, log_output=log_output or get_step(step).stream_output)
     except PipelineError as exc:
         _write_result(None, step, run_dir, exc)  # first: the control side needs it
         if tracking is not None:

@@ -14,7 +14,12 @@ import pytest
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ordinal import TrainSpec, train_ordinal_model
-from ordinal.training import ThroughputCallback, WallClockCheckpointCallback, latest_checkpoint
+from ordinal.training import (
+    ProgressCallback,
+    ThroughputCallback,
+    WallClockCheckpointCallback,
+    latest_checkpoint,
+)
 from tests.helpers.keyword_data import keyword_records
 
 CHILD = Path(__file__).parent / "helpers" / "train_child.py"
@@ -45,6 +50,32 @@ def test_wall_clock_callback_saves_after_interval():
     assert not callback.on_step_end(args, state, TrainerControl()).should_save
     with pytest.raises(ValueError, match="interval_seconds must be > 0"):
         WallClockCheckpointCallback(0)
+
+
+def test_progress_lines_come_at_least_every_interval_with_loss_rate_and_eta():
+    import io
+
+    clock, out = FakeClock(), io.StringIO()
+    progress = ProgressCallback(interval_seconds=30, stream=out, clock=clock)
+    args = TrainingArguments(output_dir="unused", report_to=[], per_device_train_batch_size=8)
+    state = TrainerState(max_steps=100)
+    progress.on_train_begin(args, state, TrainerControl())
+    for step in range(1, 101):
+        clock.now = step * 1.0  # one step a second: 8 samples/s
+        state.global_step = step
+        if step % 10 == 0:
+            state.log_history.append({"loss": 1.0 / step, "step": step})
+        progress.on_step_end(args, state, TrainerControl())
+    progress.on_train_end(args, state, TrainerControl())
+    lines = out.getvalue().splitlines()
+    # The first step, then every 30 s, then the last step (once).
+    assert [line.split()[3] for line in lines] == ["1/100", "31/100", "61/100", "91/100", "100/100"]
+    assert lines[1] == (
+        "train progress: step 31/100 (31%) | loss 0.0333 | 8.0 samples/s | 31s elapsed | ETA 1m09s"
+    )
+    assert "ETA" not in lines[-1] and "loss 0.0100" in lines[-1]
+    with pytest.raises(ValueError, match="interval_seconds must be > 0"):
+        ProgressCallback(0)
 
 
 def test_throughput_callback_rate_per_window():

@@ -32,6 +32,7 @@ from ordinal.export.decoder_graph import DECODER_INPUT, build_decoder_graph, dec
 from ordinal.export.errors import ExportError, GraphError
 from ordinal.export.graph import graph_signature, load_onnx
 from ordinal.models import backbone_family
+from ordinal.paths import project_file
 
 __all__ = [
     "CONFIG_DIR",
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 #: Versioned export configurations, one per task.
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "export"
+CONFIG_DIR = project_file("configs", "export")
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "ordinal.json"
 _PROCESSOR_FILES = (
@@ -164,9 +165,12 @@ class ExportResult:
 
 
 def _run_optimum(model_dir: Path, out_dir: Path, config: ExportConfig) -> None:
-    cli = Path(sys.executable).with_name("optimum-cli")
+    # The real `optimum-cli`, run as a module of this interpreter: the same program as the
+    # console script, found whether or not the environment's scripts folder is on PATH.
     command = [
-        str(cli),
+        sys.executable,
+        "-m",
+        "optimum.commands.optimum_cli",
         "export",
         "onnx",
         "--model",

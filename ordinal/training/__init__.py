@@ -5,7 +5,11 @@ from ordinal.training._trainer import (
     OrdinalRegressionTrainer,
     ordinal_metrics,
 )
-from ordinal.training.callbacks import ThroughputCallback, WallClockCheckpointCallback
+from ordinal.training.callbacks import (
+    ProgressCallback,
+    ThroughputCallback,
+    WallClockCheckpointCallback,
+)
 from ordinal.training.checkpoints import is_complete_checkpoint, latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
 from ordinal.training.fit import TrainResult, train_ordinal_model, training_arguments
@@ -14,6 +18,7 @@ __all__ = [
     "DegenerateLabelsWarning",
     "ImageOrdinalDataset",
     "OrdinalRegressionTrainer",
+    "ProgressCallback",
     "TextOrdinalDataset",
     "ThroughputCallback",
     "TrainResult",

@@ -20,7 +20,11 @@ from transformers import EvalPrediction, Trainer
 from ordinal.metrics import compute_ordinal_metrics
 from ordinal.models import get_ordinal_decoder, sync_ordinal_config
 from ordinal.tracking import configure_mlflow
-from ordinal.training.callbacks import ThroughputCallback, WallClockCheckpointCallback
+from ordinal.training.callbacks import (
+    ProgressCallback,
+    ThroughputCallback,
+    WallClockCheckpointCallback,
+)
 
 __all__ = ["DegenerateLabelsWarning", "OrdinalRegressionTrainer", "ordinal_metrics"]
 
@@ -62,6 +66,10 @@ class OrdinalRegressionTrainer(Trainer):
     checkpoint_interval_seconds : float or None
         Save a checkpoint at least this often by wall clock (default 300 s), in addition to
         ``save_steps``. ``None`` turns the wall-clock cadence off.
+    progress_interval_seconds : float or None
+        Print a progress line (step/total, loss, samples/s, ETA) at least this often
+        (default 30 s; :class:`ordinal.training.callbacks.ProgressCallback`). ``None`` is
+        silent.
     head_learning_rate : float or None
         Learning rate of the decoder's own parameters (cutpoints, CORAL biases). They start
         far from their fit and move too slowly at a fine-tuning rate; ``None`` uses the
@@ -80,6 +88,7 @@ class OrdinalRegressionTrainer(Trainer):
         *args: Any,
         class_weights: torch.Tensor | None = None,
         checkpoint_interval_seconds: float | None = 300.0,
+        progress_interval_seconds: float | None = 30.0,
         head_learning_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
@@ -99,6 +108,8 @@ class OrdinalRegressionTrainer(Trainer):
         self.add_callback(self.throughput)
         if checkpoint_interval_seconds is not None:
             self.add_callback(WallClockCheckpointCallback(checkpoint_interval_seconds))
+        if progress_interval_seconds is not None:
+            self.add_callback(ProgressCallback(progress_interval_seconds))
         if "mlflow" in (self.args.report_to or []):
             configure_mlflow()
         self._check_training_labels()

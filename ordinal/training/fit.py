@@ -77,7 +77,7 @@ def _dataset(records: Sequence[dict[str, Any]], modality: str, processor: Any, s
 _RESUMABLE_CHANGES = {
     "epochs", "max_steps", "output_dir", "resume", "report_to", "run_name", "experiment",
     "checkpoint_interval_seconds", "logging_steps", "save_steps", "save_total_limit",
-    "eval_each_epoch", "eval_batch_size",
+    "eval_each_epoch", "eval_batch_size", "progress_interval_seconds",
 }  # fmt: skip
 SPEC_FILE = "train_spec.json"
 
@@ -237,6 +237,7 @@ def train_ordinal_model(
         processing_class=resolved.processor,
         callbacks=list(callbacks),
         checkpoint_interval_seconds=spec.checkpoint_interval_seconds,
+        progress_interval_seconds=spec.progress_interval_seconds,
         head_learning_rate=spec.head_learning_rate,
     )
     resume = latest_checkpoint(checkpoint_dir) if spec.resume else None

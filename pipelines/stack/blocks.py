@@ -14,13 +14,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from ordinal.paths import project_file
 from pipelines.stack import alerts, prefect_server, s3
 from pipelines.stack.config import StackConfig
 from pipelines.stack.credentials import get_secret
 from pipelines.stack.errors import BlockValidationError
 from pipelines.stack.sources import SecretSource
 
-DEFAULT_BLOCKS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "blocks.yaml"
+DEFAULT_BLOCKS_FILE = project_file("deploy", "blocks.yaml")
 
 
 class BucketSpec(BaseModel):

@@ -8,10 +8,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ordinal.paths import project_file
 from pipelines.stack import prefect_server
 from pipelines.stack.config import StackConfig
 
-DEFAULT_POOLS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "pools.yaml"
+DEFAULT_POOLS_FILE = project_file("deploy", "pools.yaml")
 
 
 class QueueSpec(BaseModel):

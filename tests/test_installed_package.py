@@ -1,0 +1,139 @@
+"""The package as a user installs it: ``pip install .`` (not editable) into a fresh venv, the
+commands run from a folder outside the repository; and declared dependencies that cover
+what the code imports.
+
+The fresh venv takes its third-party packages from the project's venv through a ``.pth``
+line (installing torch and the whole stack again would take minutes and gigabytes); the
+project itself is installed from a freshly built wheel, and the project's editable install
+is not visible there (``.pth`` files inside a path added by a ``.pth`` line are not read).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
+    done = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"{cmd}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv with the project installed from its wheel; returns its bin folder."""
+    tmp = tmp_path_factory.mktemp("installed")
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp / "wheel"), str(ROOT)],
+        cwd=tmp, env=env,
+    )  # fmt: skip
+    (wheel,) = (tmp / "wheel").glob("ordinal-*.whl")
+    venv = tmp / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp, env=env)
+    python = venv / "bin" / "python"
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        cwd=tmp,
+        env=env,
+    ).stdout.strip()
+    Path(site, "project-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+         str(wheel)],
+        cwd=tmp, env=env,
+    )  # fmt: skip
+    return venv / "bin"
+
+
+def test_the_installed_commands_work_from_a_folder_outside_the_repository(installed, tmp_path):
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ORDINAL_SOURCES")},
+        "ORDINAL_HOME": str(work / ".ordinal"),
+        "PREFECT_HOME": str(work / ".ordinal" / "prefect"),
+        "COLUMNS": "200",
+        # Data files of the dependencies (nbconvert's templates) as a full install has them.
+        "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+    }
+    env.pop("ORDINAL_NOTEBOOK_DIR", None)
+    where = _run(
+        [str(installed / "python"), "-c",
+         "import ordinal, pipelines, ordinal.paths as p; "
+         "print(ordinal.__file__); print(pipelines.__file__); "
+         "print(p.project_file('notebooks'))"],
+        cwd=work, env=env,
+    ).stdout.split()  # fmt: skip
+    assert all(str(ROOT) not in line for line in where), where  # not the checkout
+    assert (Path(where[2]) / "04_train.ipynb").is_file()
+
+    ordinal = str(installed / "ordinal")
+    _run([ordinal, "data", "ingest", "demo-reviews"], cwd=work, env=env)
+    assert list((work / ".ordinal").rglob("datasets/raw/reviews/v1/manifest.json"))
+
+    done = _run(
+        [ordinal, "run", "--run-id", "installed", "--model", "bert-tiny", "--max-steps", "5",
+         "--compute", "in-process", "--set", "quantize_preset=dynamic",
+         "--set", "parity_samples=120", "--set", "non_production=true"],
+        cwd=work, env=env, timeout=900,
+    )  # fmt: skip
+    summary = json.loads((work / ".ordinal" / "runs" / "installed" / "summary.json").read_text())
+    assert summary["status"] == "completed", done.stdout[-3000:]
+
+    # The export config is found in the installed share/ folder.
+    model = work / ".ordinal" / "runs" / "installed" / "train" / "model"
+    done = _run([ordinal, "export", str(model), "--experiment", "again"], cwd=work, env=env)
+    assert "model:" in done.stdout
+    manifest = next((work / ".ordinal").rglob("models/onnx/again/fp32/manifest.json"))
+    params = json.loads(manifest.read_text())["parameters"]
+    assert params["export_config"] == "configs/export/text-classification.yaml"
+
+
+def _imported_modules(package: Path) -> set[str]:
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _declared(extra: str | None) -> set[str]:
+    names = set()
+    for req in importlib.metadata.requires("ordinal") or []:
+        marker = re.search(r'extra\s*==\s*"([^"]+)"', req)
+        if (marker.group(1) if marker else None) in (None, extra):
+            names.add(re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+@pytest.mark.parametrize(("package", "extra"), [("ordinal", None), ("pipelines", "pipelines")])
+def test_declared_dependencies_cover_what_the_code_imports(package, extra):
+    distributions = importlib.metadata.packages_distributions()
+    local = {"ordinal", "pipelines", "tests"}
+    missing = {}
+    for name in sorted(_imported_modules(ROOT / package) - set(sys.stdlib_module_names) - local):
+        owners = {d.lower().replace("_", "-") for d in distributions.get(name, [])}
+        if not owners & _declared(extra):
+            # A dependency of a declared package is not a declaration of our own.
+            missing[name] = sorted(owners) or ["(not installed)"]
+    assert not missing, f"{package} imports undeclared distributions: {missing}"
