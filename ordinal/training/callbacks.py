@@ -92,7 +92,7 @@ def format_eta(seconds: float) -> str:
     >>> format_eta(5), format_eta(75), format_eta(3725)
     ('5s', '1m15s', '1h02m')
     """
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
@@ -108,7 +108,8 @@ class ProgressCallback(TrainerCallback):
     output, in papermill's log and, from there, on the pipeline's console and in Prefect's
     logs::
 
-        train progress: step 120/254 (47%) | loss 0.8312 | 29.1 samples/s | 1m05s elapsed | ETA 1m12s
+        train progress: step 120/254 (47%) | loss 0.8312 | 29.1 samples/s | 1m05s elapsed
+        | ETA 1m12s  (one line)
 
     Parameters
     ----------
