@@ -34,7 +34,10 @@ class CapacityError(ProvisionError):
 
 
 class FatalProvisionError(ProvisionError):
-    """A parameter, image or permission error: retrying cannot help; the provider's message is kept."""
+    """A parameter, image or permission error: retrying cannot help.
+
+    The provider's own message is kept in the error's text.
+    """
 
 
 class TeardownError(ProvisionError):

@@ -10,7 +10,7 @@ Everything happens within :data:`MAX_ATTEMPTS` orchestration attempts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
 MAX_ATTEMPTS = 3
 
 
-class ErrorClass(str, Enum):
+class ErrorClass(StrEnum):
     """How the fallback policy treats an error code."""
 
     CAPACITY = "capacity"  # another zone, then on-demand

@@ -100,7 +100,9 @@ def _condition_ok(condition: dict[str, Any] | None, context: dict[str, str]) -> 
     return True
 
 
-def _matches(statement: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
+def _matches(
+    statement: dict[str, Any], action: str, resource: str, context: dict[str, str]
+) -> bool:
     actions = _listify(statement.get("Action", []))
     if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
         return False

@@ -70,12 +70,10 @@ def write_cli_config(folder: Path, binary: str, mirror: str | None = None) -> Pa
             if not link.exists():
                 link.symlink_to(source, target_is_directory=True)
         paths.append(shadow)
-    blocks = "\n".join(
-        f'  filesystem_mirror {{\n    path = "{p}"\n  }}' for p in paths
-    )
+    blocks = "\n".join(f'  filesystem_mirror {{\n    path = "{p}"\n  }}' for p in paths)
     text = (
         "# written by pipelines.provision.runner: providers from the local mirror only\n"
-        f"provider_installation {{\n{blocks}\n  direct {{\n    exclude = [\"*/*/*\"]\n  }}\n}}\n"
+        f'provider_installation {{\n{blocks}\n  direct {{\n    exclude = ["*/*/*"]\n  }}\n}}\n'
     )
     path = folder / "cli.tfrc"
     tmp = path.with_suffix(".tmp")
@@ -221,7 +219,10 @@ class TofuRunner:
         return env
 
     def run(self, *args: str, check: bool = True, timeout: float = 900.0) -> TofuResult:
-        """Run ``<binary> -chdir=<root> args...``; log output; raise :class:`ToolError` on failure if ``check``."""
+        """Run ``<binary> -chdir=<root> args...`` and log its output.
+
+        Raises :class:`ToolError` on a non-zero exit when ``check`` is true.
+        """
         self._prepare()
         argv = [self.binary, f"-chdir={self.code_dir}", *args]
         started = time.monotonic()
@@ -236,7 +237,10 @@ class TofuRunner:
         seconds = time.monotonic() - started
         output = proc.stdout + proc.stderr
         with self.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"$ {Path(self.binary).name} {' '.join(args)}  ({seconds:.1f} s, rc {proc.returncode})\n")
+            log.write(
+                f"$ {Path(self.binary).name} {' '.join(args)}  "
+                f"({seconds:.1f} s, rc {proc.returncode})\n"
+            )
             log.write(output)
             log.write("\n")
         result = TofuResult(
@@ -278,7 +282,11 @@ class TofuRunner:
         if not self._initialised:
             self.init()
         return self.run(
-            "apply", "-auto-approve", "-input=false", "-no-color", self._var_file(variables),
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            self._var_file(variables),
             check=check,
         )
 
@@ -287,7 +295,11 @@ class TofuRunner:
         if not self._initialised:
             self.init()
         return self.run(
-            "destroy", "-auto-approve", "-input=false", "-no-color", self._var_file(variables),
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            self._var_file(variables),
             check=check,
         )
 

@@ -176,7 +176,8 @@ class TofuProvisioner:
     ) -> None:
         if vm.stage not in platform.instance_profiles:
             raise FatalProvisionError(
-                "no instance profile for this stage", stage=vm.stage,
+                "no instance profile for this stage",
+                stage=vm.stage,
                 known=sorted(platform.instance_profiles),
             )
         self.platform = platform
@@ -243,8 +244,14 @@ class TofuProvisioner:
                 tried_zones.add(placement.zone)
             if result.ok:
                 attempts.append(
-                    Attempt(number, placement.market, placement.zone, placement.subnet_id, "ok",
-                            seconds=round(seconds, 2))
+                    Attempt(
+                        number,
+                        placement.market,
+                        placement.zone,
+                        placement.subnet_id,
+                        "ok",
+                        seconds=round(seconds, 2),
+                    )
                 )
                 break
             if not result.errors:
@@ -253,29 +260,47 @@ class TofuProvisioner:
                 _write_json(self.state_path, state)
                 raise ToolError(
                     f"{runner.binary} apply failed without a provider error",
-                    log=str(runner.log_path), stage=self.vm.stage,
+                    log=str(runner.log_path),
+                    stage=self.vm.stage,
                 )
             error = result.errors[0]
             kind = classify(error.code)
             attempts.append(
-                Attempt(number, placement.market, placement.zone, placement.subnet_id,
-                        error.code, kind.value, error.message, round(seconds, 2))
+                Attempt(
+                    number,
+                    placement.market,
+                    placement.zone,
+                    placement.subnet_id,
+                    error.code,
+                    kind.value,
+                    error.message,
+                    round(seconds, 2),
+                )
             )
             record.attempts = [a.as_dict() for a in attempts]
             state["vm"] = record.as_dict()
             _write_json(self.state_path, state)
-            log.warning("attempt %d (%s in %s) failed: %s", number, placement.market,
-                        placement.zone, error.code)
+            log.warning(
+                "attempt %d (%s in %s) failed: %s",
+                number,
+                placement.market,
+                placement.zone,
+                error.code,
+            )
             following = next_placement(placement, error.code, self.platform.subnets, tried_zones)
             if following is None:
                 raise FatalProvisionError(
                     f"{error.code}: {error.message}",
-                    stage=self.vm.stage, attempt=number, log=str(runner.log_path),
+                    stage=self.vm.stage,
+                    attempt=number,
+                    log=str(runner.log_path),
                 )
             if number == MAX_ATTEMPTS:
                 raise CapacityError(
-                    f"no capacity after {MAX_ATTEMPTS} attempts; last: {error.code}: {error.message}",
-                    stage=self.vm.stage, instance_type=self.vm.instance_type,
+                    f"no capacity after {MAX_ATTEMPTS} attempts; "
+                    f"last: {error.code}: {error.message}",
+                    stage=self.vm.stage,
+                    instance_type=self.vm.instance_type,
                 )
             placement = following
             if self.on_fallback is not None:
@@ -329,8 +354,12 @@ def _runner(platform: Platform, run_id: str, stage: str, folder: Path) -> TofuRu
     return TofuRunner(
         f"envs/{platform.env}/compute",
         folder / "tofu",
-        Backend(platform.state_bucket, f"runs/{run_id}/{stage}.tfstate", platform.region,
-                platform.endpoint),
+        Backend(
+            platform.state_bucket,
+            f"runs/{run_id}/{stage}.tfstate",
+            platform.region,
+            platform.endpoint,
+        ),
         env=dict(platform.credentials),
     )
 
@@ -350,14 +379,17 @@ def teardown_from_state(state_path: Path, prices: PriceTable | None = None) -> d
         return {"provisioner": "tofu", "already_destroyed": True, "vm": record.as_dict()}
     if state.get("variables") is None:
         return {"provisioner": "tofu", "started": "nothing"}
-    platform = Platform(**{**state["platform"], "subnets": [tuple(s) for s in state["platform"]["subnets"]]})
+    platform = Platform(
+        **{**state["platform"], "subnets": [tuple(s) for s in state["platform"]["subnets"]]}
+    )
     runner = _runner(platform, state["run_id"], state["stage"], state_path.parent)
     record.destroy_started = time.time()
     result = runner.destroy(state["variables"], check=False)
     if not result.ok:
         raise TeardownError(
             "destroy failed; state kept for another teardown",
-            stage=state["stage"], log=str(runner.log_path),
+            stage=state["stage"],
+            log=str(runner.log_path),
             error=result.errors[0].code if result.errors else None,
         )
     record.destroy_finished = time.time()
@@ -374,9 +406,9 @@ def teardown_from_state(state_path: Path, prices: PriceTable | None = None) -> d
     if platform.instance_dir and record.instance_id:
         from pipelines.provision.emulation.userdata import UserDataRunner
 
-        report["instance_processes_killed"] = UserDataRunner(
-            Path(platform.instance_dir)
-        ).terminate(record.instance_id)
+        report["instance_processes_killed"] = UserDataRunner(Path(platform.instance_dir)).terminate(
+            record.instance_id
+        )
     state["vm"] = record.as_dict()
     state["destroyed"] = True
     _write_json(state_path, state)

@@ -37,18 +37,38 @@ def test_classification_table(code, expected):
     ("current", "code", "tried", "expected"),
     [
         # capacity on spot: another zone first, then on-demand
-        (Placement("spot", *SUBNETS[0]), "InsufficientInstanceCapacity", {"us-east-1a"},
-         Placement("spot", *SUBNETS[1])),
-        (Placement("spot", *SUBNETS[1]), "UnfulfillableCapacity", {"us-east-1a", "us-east-1b"},
-         Placement("on-demand", *SUBNETS[1])),
+        (
+            Placement("spot", *SUBNETS[0]),
+            "InsufficientInstanceCapacity",
+            {"us-east-1a"},
+            Placement("spot", *SUBNETS[1]),
+        ),
+        (
+            Placement("spot", *SUBNETS[1]),
+            "UnfulfillableCapacity",
+            {"us-east-1a", "us-east-1b"},
+            Placement("on-demand", *SUBNETS[1]),
+        ),
         # spot quota or price: no point in another zone
-        (Placement("spot", *SUBNETS[0]), "MaxSpotInstanceCountExceeded", {"us-east-1a"},
-         Placement("on-demand", *SUBNETS[0])),
-        (Placement("spot", *SUBNETS[0]), "SpotMaxPriceTooLow", {"us-east-1a"},
-         Placement("on-demand", *SUBNETS[0])),
+        (
+            Placement("spot", *SUBNETS[0]),
+            "MaxSpotInstanceCountExceeded",
+            {"us-east-1a"},
+            Placement("on-demand", *SUBNETS[0]),
+        ),
+        (
+            Placement("spot", *SUBNETS[0]),
+            "SpotMaxPriceTooLow",
+            {"us-east-1a"},
+            Placement("on-demand", *SUBNETS[0]),
+        ),
         # on-demand capacity: another zone, still on-demand
-        (Placement("on-demand", *SUBNETS[0]), "InsufficientInstanceCapacity", set(),
-         Placement("on-demand", *SUBNETS[1])),
+        (
+            Placement("on-demand", *SUBNETS[0]),
+            "InsufficientInstanceCapacity",
+            set(),
+            Placement("on-demand", *SUBNETS[1]),
+        ),
         # fatal errors: no next attempt
         (Placement("spot", *SUBNETS[0]), "InvalidAMIID.NotFound", {"us-east-1a"}, None),
         (Placement("on-demand", *SUBNETS[0]), "UnauthorizedOperation", set(), None),
@@ -62,7 +82,8 @@ def test_provider_errors_parsed_from_terraform_output():
     output = (
         "Error: creating EC2 Instance: operation error EC2: RunInstances, https response "
         "error StatusCode: 500, RequestID: 1, api error InsufficientInstanceCapacity: We "
-        "currently do not have sufficient g4dn.xlarge capacity.\n\n  with module.vm.aws_instance.this\n"
+        "currently do not have sufficient g4dn.xlarge capacity.\n\n"
+        "  with module.vm.aws_instance.this\n"
     )
     (error,) = parse_provider_errors(output)
     assert error.code == "InsufficientInstanceCapacity"

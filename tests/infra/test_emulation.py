@@ -29,8 +29,12 @@ def moto(tmp_path_factory):
 
 def _ec2(url):
     return boto3.client(
-        "ec2", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"max_attempts": 1}),
+        "ec2",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
 
 
@@ -49,25 +53,37 @@ def test_injector_fails_next_spot_requests_with_aws_errors(moto, code):
         # On-demand requests pass untouched even while armed.
         od = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="c6i.xlarge")
         with pytest.raises(ClientError) as caught:
-            ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge",
-                              InstanceMarketOptions=spot)
+            ec2.run_instances(
+                ImageId=ami,
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="g4dn.xlarge",
+                InstanceMarketOptions=spot,
+            )
         assert caught.value.response["Error"]["Code"] == code
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == SPOT_ERRORS[code][0]
         # Only the next N: the following spot request reaches moto.
-        ok = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge",
-                               InstanceMarketOptions=spot)
+        ok = ec2.run_instances(
+            ImageId=ami,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="g4dn.xlarge",
+            InstanceMarketOptions=spot,
+        )
         ids = [od["Instances"][0]["InstanceId"], ok["Instances"][0]["InstanceId"]]
         ec2.terminate_instances(InstanceIds=ids)
-        assert injector.injected == [{"code": code, "instance_type": "g4dn.xlarge",
-                                      "status": SPOT_ERRORS[code][0]}]
+        assert injector.injected == [
+            {"code": code, "instance_type": "g4dn.xlarge", "status": SPOT_ERRORS[code][0]}
+        ]
         status = httpx.get(f"{injector.url}/__faults__").json()
         assert status["armed"] == [] and status["spot_requests"] == 2
 
 
 def test_injector_armed_over_http(moto):
     with FaultInjector(moto.url) as injector:
-        reply = httpx.post(f"{injector.url}/__faults__",
-                           json={"code": "SpotMaxPriceTooLow", "count": 2})
+        reply = httpx.post(
+            f"{injector.url}/__faults__", json={"code": "SpotMaxPriceTooLow", "count": 2}
+        )
         assert reply.json()["armed"] == ["SpotMaxPriceTooLow"] * 2
         bad = httpx.post(f"{injector.url}/__faults__", json={"code": "NoSuchCode"})
         assert bad.status_code == 400 and "NoSuchCode" in bad.json()["error"]
@@ -77,11 +93,14 @@ def test_metadata_stand_in_contract():
     with MetadataStandIn("i-0abc", "spot") as imds:
         action = f"{imds.url}/latest/meta-data/spot/instance-action"
         assert httpx.get(action).status_code == 401  # IMDSv2: a token is required
-        token = httpx.put(f"{imds.url}/latest/api/token",
-                          headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}).text
+        token = httpx.put(
+            f"{imds.url}/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}
+        ).text
         headers = {"X-aws-ec2-metadata-token": token}
         assert httpx.get(action, headers=headers).status_code == 404
-        assert httpx.get(f"{imds.url}/latest/meta-data/instance-id", headers=headers).text == "i-0abc"
+        assert (
+            httpx.get(f"{imds.url}/latest/meta-data/instance-id", headers=headers).text == "i-0abc"
+        )
         before = time.time()
         notice = httpx.post(f"{imds.url}/__interrupt__", json={"in_seconds": 120}).json()
         reply = httpx.get(action, headers=headers)
@@ -97,7 +116,7 @@ def test_user_data_runner_ties_process_group_to_instance(tmp_path):
     script = (
         "#!/bin/bash\n"
         f"'{sys.executable}' -c 'import time; time.sleep(600)' &\n"
-        "echo \"started $ORDINAL_INSTANCE_ID emulated=$ORDINAL_EMULATED_INSTANCE\"\n"
+        'echo "started $ORDINAL_INSTANCE_ID emulated=$ORDINAL_EMULATED_INSTANCE"\n'
         "sleep 600\n"
     )
     pid = runner.start("i-0123", script)
@@ -118,9 +137,14 @@ def test_user_data_runner_follows_ec2_states(moto, tmp_path):
     ec2 = _ec2(moto.url)
     script = "#!/bin/bash\nsleep 600\n"
     reply = ec2.run_instances(
-        ImageId=_ami(ec2), MinCount=1, MaxCount=1, InstanceType="c6i.xlarge", UserData=script,
-        TagSpecifications=[{"ResourceType": "instance",
-                            "Tags": [{"Key": "ordinal:run-id", "Value": "t-follow"}]}],
+        ImageId=_ami(ec2),
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="c6i.xlarge",
+        UserData=script,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "ordinal:run-id", "Value": "t-follow"}]}
+        ],
     )
     instance_id = reply["Instances"][0]["InstanceId"]
     runner = UserDataRunner(tmp_path)

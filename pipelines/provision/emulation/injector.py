@@ -171,7 +171,9 @@ class FaultInjector:
                     try:
                         injector.arm(str(spec.get("code")), int(spec.get("count", 1)))
                     except ValueError as exc:
-                        self._reply(400, json.dumps({"error": str(exc)}).encode(), "application/json")
+                        self._reply(
+                            400, json.dumps({"error": str(exc)}).encode(), "application/json"
+                        )
                         return
                 body = json.dumps(
                     {
@@ -212,6 +214,7 @@ class FaultInjector:
                 finally:
                     conn.close()
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+            # http.server dispatches on these names.
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward  # noqa: N815
 
         return Handler

@@ -108,9 +108,7 @@ class UserDataRunner:
             os.killpg(pid, 0)
         except (ProcessLookupError, PermissionError):
             return False
-        return any(
-            _pgid(p.pid) == pid and _alive(p) for p in psutil.process_iter(["pid"])
-        )
+        return any(_pgid(p.pid) == pid and _alive(p) for p in psutil.process_iter(["pid"]))
 
     def terminate(self, instance_id: str, timeout: float = 10.0) -> bool:
         """Kill the instance's process group (SIGTERM, then SIGKILL); True if it ran."""
@@ -154,9 +152,11 @@ class UserDataRunner:
                     states[inst["InstanceId"]] = inst["State"]["Name"]
         started, killed = [], []
         for instance_id, state in states.items():
-            if state in ALIVE and self.pid(instance_id) is None and not (
-                self.root / instance_id / "pid"
-            ).is_file():
+            if (
+                state in ALIVE
+                and self.pid(instance_id) is None
+                and not (self.root / instance_id / "pid").is_file()
+            ):
                 attr = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute="userData")
                 encoded = attr.get("UserData", {}).get("Value")
                 if encoded:

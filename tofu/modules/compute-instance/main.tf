@@ -52,7 +52,7 @@ resource "aws_instance" "this" {
   instance_initiated_shutdown_behavior = "terminate"
   associate_public_ip_address          = false
   ebs_optimized                        = true
-  monitoring                           = true
+  monitoring                           = var.detailed_monitoring
   user_data                            = local.user_data
   user_data_replace_on_change          = true
   tags                                 = local.tags

@@ -177,3 +177,9 @@ variable "extra_tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "detailed_monitoring" {
+  description = "One-minute CloudWatch metrics (billed); short-lived batch VMs report through Prefect and MLflow instead."
+  type        = bool
+  default     = false
+}

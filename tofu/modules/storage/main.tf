@@ -216,9 +216,16 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
           noncurrent_days = noncurrent_version_expiration.value
         }
       }
-      abort_incomplete_multipart_upload {
-        days_after_initiation = 7
-      }
+    }
+  }
+
+  # Bucket-wide: parts of failed multipart uploads are billed until aborted.
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {}
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
     }
   }
 

@@ -104,6 +104,12 @@ resource "aws_vpc" "this" {
   tags                 = { Name = "${var.name_prefix}-compute" }
 }
 
+# The VPC's default group allows nothing: every instance gets a group of its own.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+  tags   = { Name = "${var.name_prefix}-default-deny" }
+}
+
 resource "aws_subnet" "private" {
   for_each                = { for i, z in var.zones : z => i }
   vpc_id                  = aws_vpc.this.id

@@ -43,12 +43,12 @@ run "layout_lock_and_replication" {
     error_message = "both buckets must be versioned"
   }
   assert {
-    condition     = length(aws_s3_bucket_lifecycle_configuration.data.rule) == 7
-    error_message = "one lifecycle rule per prefix"
+    condition     = length(aws_s3_bucket_lifecycle_configuration.data.rule) == 8
+    error_message = "one lifecycle rule per prefix, plus the bucket-wide multipart abort"
   }
   assert {
     condition = alltrue([
-      for r in aws_s3_bucket_lifecycle_configuration.data.rule : r.filter[0].prefix != ""
+      for r in aws_s3_bucket_lifecycle_configuration.data.rule : r.filter[0].prefix != "" if r.id != "abort-incomplete-uploads"
     ])
     error_message = "every data lifecycle rule is scoped to a prefix"
   }
