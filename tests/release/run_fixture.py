@@ -85,9 +85,11 @@ def make_run(
         model_dir, experiment, storage=store, dataset=spec.dataset, dataset_version=spec.version
     )
     model_key = layout.join(exported.key_prefix, "model.onnx")
-    onnx_path = store.local_path(model_key) or store.download(
-        model_key, run_dir / "export" / "model.onnx"
-    )
+    onnx_path = store.local_path(model_key)
+    if onnx_path is None:  # remote storage: a local copy of the FP32 folder, as 07 does
+        for key in store.list(exported.key_prefix):
+            store.download(key, run_dir / "export" / "fp32" / key.rsplit("/", 1)[-1])
+        onnx_path = run_dir / "export" / "fp32" / "model.onnx"
     write_step_outputs(
         run_dir,
         "export",

@@ -386,3 +386,38 @@ def test_min_onnxruntime_unknown_opset():
     assert min_onnxruntime(21) == ("1.18.0", 18)
     with pytest.raises(BundleBuildError, match="opset 99"):
         min_onnxruntime(99)
+
+
+def test_bundle_from_a_run_on_s3(moto_endpoint, aws_env, release_home, keys, tmp_path, monkeypatch):
+    """A run whose store is an S3 bucket (moto_server): the manifests' files are downloaded,
+    re-hashed and bundled; a run without INT8 gives an FP32-only bundle."""
+    import boto3
+
+    from tests.release.run_fixture import make_run
+
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket="runs"
+    )
+    monkeypatch.setenv("ORDINAL_S3_ENDPOINT_URL", moto_endpoint)
+    run = make_run(tmp_path, "run-s3", storage_url="s3://runs/store", int8=False)
+    with pytest.raises(BundleBuildError, match="pass work_dir"):
+        collect_run(run)
+    inputs = collect_run(run, work_dir=tmp_path / "downloads")
+    assert inputs.storage_url == "s3://runs/store" and inputs.int8_dir is None
+    assert inputs.fp32_dir == tmp_path / "downloads" / "export"
+    out = build_bundle(
+        inputs, tmp_path / "b", name="demo", version="2.0.0", signing_key=keys["release"]
+    )
+    meta = verify_bundle(out, Path(f"{keys['release']}.pub")).metadata
+    assert sorted(meta["variants"]) == ["fp32"] and meta["default_variant"] == "fp32"
+    assert meta["metrics"] == {"fp32": {"n": 300, "mae": 1.2, "qwk": 0.1, "accuracy": 0.3}}
+    assert "int8" not in meta["evidence"]
+    with pytest.raises(BundleBuildError, match="not in this run"):
+        build_bundle(
+            inputs,
+            tmp_path / "c",
+            name="demo",
+            version="2.0.0",
+            signing_key=keys["release"],
+            default_variant="int8",
+        )
