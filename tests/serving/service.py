@@ -73,9 +73,15 @@ def cargo(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 
 
 def build_binaries() -> dict[str, Path]:
-    """Build (or reuse) the release binaries; return ``{name: path}``."""
+    """Build (or reuse) the release binaries; return ``{name: path}``.
+
+    ``ordinal-serve``, ``ordinal-tokenize`` (parity tests) and ``ordinal-ort-check`` (used by
+    ``rust/scripts/ort-bootstrap``).
+    """
     cargo("build", "--release", "--offline", "--locked", "--bins")
-    paths = {name: RELEASE / name for name in ("ordinal-serve", "ordinal-tokenize")}
+    paths = {
+        name: RELEASE / name for name in ("ordinal-serve", "ordinal-tokenize", "ordinal-ort-check")
+    }
     for name, path in paths.items():
         if not path.is_file():
             raise ServiceError(f"cargo build left no {name} at {path}")
