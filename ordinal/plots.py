@@ -8,10 +8,17 @@ place in the library that imports matplotlib.
 
 Inputs are validated: empty or mismatched inputs raise :class:`ValueError` naming what is
 wrong, rather than drawing an empty or misleading plot.
+
+Every figure carries a text description (:attr:`DescribedFigure.alt_text`): a notebook shows
+it as the image's alternative text (rendered pages stay readable with a screen reader, and
+nbconvert finds no image without one), and :meth:`DescribedFigure.save_png` writes the figure
+for pages that embed it.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "DescribedFigure",
     "plot_confusion_matrix",
     "plot_cutpoints",
     "plot_int8_scatter",
@@ -37,8 +45,51 @@ _CUTPOINT = re.compile(r"^cutpoint_(\d+)$")
 DELTA_FLOOR = 1e-12
 
 
-def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
+class DescribedFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` with a text description of what it shows.
+
+    In a notebook it displays as a PNG whose output metadata carries ``alt`` (what the
+    project's HTML template writes as the image's ``alt`` attribute) and whose plain-text
+    form is the description.
+    """
+
+    #: Set by the plot functions; otherwise derived from the axes' titles and labels.
+    description: str | None = None
+
+    @property
+    def alt_text(self) -> str:
+        """The description, or one derived from the axes (title: y against x)."""
+        if self.description:
+            return self.description
+        parts = []
+        for ax in self.axes:
+            title, x, y = ax.get_title(), ax.get_xlabel(), ax.get_ylabel()
+            if title or x or y:
+                parts.append(f"{title or 'plot'}: {y or 'value'} against {x or 'index'}")
+        return "; ".join(parts) or "figure"
+
+    def png_bytes(self, dpi: float | None = None) -> bytes:
+        """The figure as PNG bytes."""
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=dpi or self.dpi)
+        return buffer.getvalue()
+
+    def save_png(self, path: str | os.PathLike[str], dpi: float | None = None) -> str:
+        """Write the figure as a PNG at ``path``; return the path as a string."""
+        with open(path, "wb") as fh:
+            fh.write(self.png_bytes(dpi))
+        return os.fspath(path)
+
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        png = base64.b64encode(self.png_bytes()).decode("ascii")
+        alt = self.alt_text
+        return {"image/png": png, "text/plain": alt}, {"image/png": {"alt": alt}}
+
+
+def _figure(width: float = 6.4, height: float = 4.0) -> DescribedFigure:
+    return DescribedFigure(figsize=(width, height), layout="constrained")
 
 
 def _labels_array(values: ArrayLike, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -69,7 +120,7 @@ def _scores(values: ArrayLike, name: str) -> np.ndarray:
 def plot_label_distribution(
     counts_by_split: Mapping[str, Mapping[str, int] | Sequence[int]],
     label_names: Sequence[str],
-) -> Figure:
+) -> DescribedFigure:
     """Grouped bars: how many records of each label every split holds.
 
     Parameters
@@ -125,7 +176,7 @@ def _series(log_history: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndar
     return steps, values
 
 
-def plot_training_curves(log_history: Sequence[Mapping[str, Any]]) -> Figure:
+def plot_training_curves(log_history: Sequence[Mapping[str, Any]]) -> DescribedFigure:
     """Training loss against step, with evaluation loss and throughput where logged.
 
     Parameters
@@ -164,12 +215,17 @@ def plot_training_curves(log_history: Sequence[Mapping[str, Any]]) -> Figure:
         handles, labels = handles + more_handles, labels + more_labels
     # A figure legend above the axes: an axes legend would sit under the twin's line.
     fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
+    fig.description = (
+        f"Training loss against step: {loss[0]:.3g} at step {steps[0]:.0f}, "
+        f"{loss[-1]:.3g} at step {steps[-1]:.0f} (lowest {loss.min():.3g})"
+        + (f"; evaluation loss {eval_loss[-1]:.3g} at the end" if eval_steps.size else "")
+    )
     return fig
 
 
 def plot_cutpoints(
     log_history: Sequence[Mapping[str, Any]], label_names: Sequence[str] | None = None
-) -> Figure:
+) -> DescribedFigure:
     """Every logged cutpoint against step: one line per ``cutpoint_k``.
 
     Ordered cutpoints are the point of the heads: the lines must never cross.
@@ -213,7 +269,7 @@ def plot_cutpoints(
 
 def plot_confusion_matrix(
     y_true: ArrayLike, y_pred: ArrayLike, label_names: Sequence[str]
-) -> Figure:
+) -> DescribedFigure:
     """Counts of (true, predicted) label pairs; the image's array is the count matrix.
 
     Parameters
@@ -251,6 +307,12 @@ def plot_confusion_matrix(
     accuracy = float(np.trace(matrix) / matrix.sum())
     ax.set_title(f"Confusion matrix (n={t.size}, accuracy {accuracy:.1%})")
     fig.colorbar(image, ax=ax, shrink=0.8)
+    within_one = float(sum(matrix[i, j] for i, j in np.ndindex(k, k) if abs(i - j) <= 1))
+    fig.description = (
+        f"Confusion matrix of true against predicted labels ({', '.join(map(str, label_names))})"
+        f" on {t.size} samples: {accuracy:.1%} on the diagonal, "
+        f"{within_one / matrix.sum():.1%} within one class"
+    )
     return fig
 
 
@@ -274,7 +336,7 @@ def _load_deltas(
 
 def plot_parity_deltas(
     deltas: Mapping[str, ArrayLike] | str | os.PathLike[str], atol: float | None = None
-) -> Figure:
+) -> DescribedFigure:
     """ONNX Runtime against PyTorch: max abs delta per output, and per-sample histograms.
 
     Parameters
@@ -331,7 +393,7 @@ def plot_parity_deltas(
 
 def plot_int8_scatter(
     fp32_scores: ArrayLike, int8_scores: ArrayLike, *, name: str = "latent score"
-) -> Figure:
+) -> DescribedFigure:
     """INT8 against FP32 score per sample, with the ``y = x`` line they should sit on.
 
     Parameters
@@ -386,7 +448,7 @@ def plot_reliability(
     n_bins: int = 10,
     per_class: bool = False,
     label_names: Sequence[str] | None = None,
-) -> Figure:
+) -> DescribedFigure:
     """Reliability diagram: predicted probability against observed frequency.
 
     By default the top class: the highest class probability of each sample against how often

@@ -52,12 +52,23 @@ def _exit_cleanly_on_sigterm() -> None:
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; ``GROUP.KEY=VALUE`` fills the dict parameter ``GROUP``.
+
+    >>> _parse_sets(["max-steps=5", "preprocess.max_rejected_fraction=0.2"])
+    {'max_steps': '5', 'preprocess': {'max_rejected_fraction': '0.2'}}
+    """
     out: dict[str, Any] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        out[key.strip().replace("-", "_")] = value
+        group, dot, name = key.strip().partition(".")
+        if dot:
+            if not name:
+                raise typer.BadParameter(f"expected GROUP.KEY=VALUE, got {item!r}", "--set")
+            out.setdefault(group.replace("-", "_"), {})[name.replace("-", "_")] = value
+        else:
+            out[key.strip().replace("-", "_")] = value
     return out
 
 

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import ordinal
 from ordinal.artifacts.manifest import git_state
 from ordinal.config import HeadName
-from ordinal.data.sources import load_registry
+from ordinal.data import PreprocessSpec
+from ordinal.data.sources import default_registry_path, load_registry
 from ordinal.paths import state_dir
 from pipelines.errors import PipelineError, StepParametersError
 from pipelines.notebooks import StepResult, step_reports, validate_params
@@ -78,6 +79,11 @@ class PipelineParams(BaseModel):
         description="Gate INT8 class probabilities at this tolerance; 0 (the default) gates "
         "on MAE only and reports the deltas",
     )
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Preprocessing options (thresholds, columns, labels, split), as "
+        "`ordinal data preprocess` takes them: --set preprocess.max_rejected_fraction=0.2",
+    )
     storage: str = Field("", description="Storage root URL; '' is the local store")
     run_id: str = Field("", pattern=r"^[a-z0-9-]*$", description="'' makes one from the time")
     runs_root: str = Field("", description="Where run folders go; '' is <state>/runs")
@@ -118,6 +124,8 @@ class StepRecord:
     artifacts: list[str] = field(default_factory=list)
     mlflow_run_id: str | None = None
     error: str | None = None
+    #: Figures the step saved for the index page: ``{name: {"path": ..., "alt": ...}}``.
+    figures: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,6 +142,8 @@ class PipelineSummary:
     mlflow_run: str | None
     seconds: float
     teardown: dict[str, Any] = field(default_factory=dict)
+    #: What the run was asked to do: source, dataset, model, head, seed, git state, ...
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -145,6 +155,16 @@ def _dataset_of(params: PipelineParams) -> tuple[str, str, str]:
     spec = registry.get(params.source)
     kind = "image" if spec.format == "image_folder" else "text"
     return spec.dataset, spec.version, kind
+
+
+def _check_preprocess_options(options: dict[str, Any]) -> None:
+    """Fail before any step runs on an unknown or invalid preprocessing option."""
+    try:
+        PreprocessSpec.from_options(options)
+    except ValidationError as exc:
+        raise StepParametersError.from_validation(
+            "preprocess options (--set preprocess.KEY)", exc
+        ) from None
 
 
 def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
@@ -168,12 +188,19 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
         storage = str(Path(storage).expanduser().resolve())
     if Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
-    registry = str(Path(params.registry).expanduser().resolve()) if params.registry else ""
+    # The registry the caller sees (--registry, $ORDINAL_SOURCES, ./sources/approved.yaml or
+    # the packaged one), resolved here: a kernel runs in its step's folder, where "./" differs.
+    registry = str(
+        Path(params.registry).expanduser().resolve()
+        if params.registry
+        else default_registry_path().absolute()
+    )
+    _check_preprocess_options(params.preprocess)
     common = {"run_dir": run_dir, "storage": storage}
     data = {**common, "dataset": dataset, "version": version}
     raw = {
         "ingest": {**common, "source": params.source, "registry": registry},
-        "preprocess": data,
+        "preprocess": {**data, "options": params.preprocess},
         "calibrate": {**data, "size": params.calibration_size, "seed": params.seed},
         "train": {
             **data,
@@ -243,6 +270,7 @@ def _record(record: StepRecord, result: StepResult, cached: bool = False) -> Non
     record.metrics = result.metrics
     record.artifacts = [str(p) for p in result.artifacts]
     record.mlflow_run_id = result.mlflow_run_id
+    record.figures = dict(result.outputs.get("figures") or {})
 
 
 def _fail(record: StepRecord, exc: BaseException, started: float, run_dir: Path) -> None:
@@ -362,6 +390,22 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             mlflow_run=run_url(tracking),
             seconds=time.perf_counter() - started,
             teardown=teardown,
+            parameters={
+                "source": params.source,
+                "dataset": f"{dataset}/{version}",
+                "modality": kind,
+                "model": plan["train"].model,
+                "head": params.head,
+                "link": params.link or ("logit" if params.head == "cumulative_link" else ""),
+                "max_steps": params.max_steps,
+                "epochs": params.epochs,
+                "seed": params.seed,
+                "quantize_preset": params.quantize_preset,
+                "storage": redact(plan["train"].storage) or "local store",
+                "git_sha": git.sha,
+                "git_dirty": git.dirty,
+                "non_production": params.non_production,
+            },
         )
         try:  # the review record must not hide the step's own error
             files = write_index(summary)

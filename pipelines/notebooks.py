@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 KERNEL_NAME = "python3"
 NOTEBOOK_FILE = "notebook.ipynb"
 HTML_FILE = "notebook.html"
+#: nbconvert templates of the project (``ordinal``: the lab template with image alt text).
+TEMPLATES = Path(__file__).with_name("templates") / "nbconvert"
 #: The cache key of the completed execution whose files the step's folder holds.
 KEY_FILE = "cache_key.txt"
 
@@ -178,7 +180,8 @@ def step_reports(run_dir: str | Path, step: str) -> list[Path]:
 def _exporter():
     from nbconvert import HTMLExporter
 
-    return HTMLExporter(template_name="lab")
+    # JupyterLab's look, plus alt text on images (templates/nbconvert/ordinal).
+    return HTMLExporter(template_name="ordinal", extra_template_basedirs=[str(TEMPLATES)])
 
 
 def render_html(notebook: Path, html: Path) -> Path:
@@ -254,6 +257,10 @@ def execute_step(
     for stale in (out_dir / KEY_FILE, out_dir / OUTPUTS_FILE, notebook, html):
         stale.unlink(missing_ok=True)
 
+    if log_output:  # papermill logs cell output at INFO; the root default (WARNING) drops it
+        stream_logger = logging.getLogger("papermill")
+        if stream_logger.getEffectiveLevel() > logging.INFO:
+            stream_logger.setLevel(logging.INFO)
     started = time.perf_counter()
     error: BaseException | None = None
     try:

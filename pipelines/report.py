@@ -2,7 +2,9 @@
 
 ``write_index`` writes ``{run_dir}/index.html`` and ``{run_dir}/summary.json`` atomically, on
 every completion path (a failed run's page shows which step failed and links its rendered
-notebook, error visible).
+notebook, error visible). The page leads with the verdict: what the run was asked to do,
+the headline numbers of each gate (:func:`headline`) and the training figures; the step table
+comes after.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 
 if TYPE_CHECKING:
     from pipelines.flow import PipelineSummary
 
-__all__ = ["write_index"]
+__all__ = ["headline", "write_index"]
 
 TEMPLATE = Path(__file__).with_name("templates") / "index.html.j2"
 
@@ -36,6 +38,10 @@ KEY_METRICS = {
     "mae_fp32",
     "mae_int8",
     "int8_mae_change",
+    "int8_mae_delta",
+    "int8_mae_delta_low",
+    "int8_mae_delta_high",
+    "int8_gate_samples",
     "int8_max_prob_delta",
     "int8_prob_delta_p99",
     "int8_label_agreement",
@@ -48,6 +54,65 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _status(summary: PipelineSummary, step: str) -> str:
+    return next((r.status for r in summary.steps if r.step == step), "pending")
+
+
+def headline(summary: PipelineSummary) -> list[dict[str, Any]]:
+    """The numbers a reviewer reads first, one row per gate: ``{what, value, detail, status}``.
+
+    ``status`` is the step's (completed, cached, failed, skipped); the values come from the
+    steps' stable metric names, so a row is absent when its step did not run.
+    """
+    m = {r.step: r.metrics for r in summary.steps}
+    train, parity, quant = m.get("train", {}), m.get("parity", {}), m.get("quantize", {})
+    rows: list[dict[str, Any]] = []
+    if "mae_fp32" in quant:
+        n = int(quant.get("int8_gate_samples", 0))
+        rows.append({
+            "what": "FP32 model (ONNX) on held-out data",
+            "value": f"MAE {quant['mae_fp32']:.3f} · QWK {quant.get('qwk_fp32', float('nan')):.3f}",
+            "detail": f"n = {n}" if n else "",
+            "status": _status(summary, "quantize"),
+        })  # fmt: skip
+    elif "eval_mae" in train:
+        rows.append({
+            "what": "Model on the validation split",
+            "value": f"MAE {train['eval_mae']:.3f} · QWK {train.get('eval_qwk', float('nan')):.3f}",
+            "detail": f"{train.get('global_step', 0):.0f} training steps",
+            "status": _status(summary, "train"),
+        })  # fmt: skip
+    if "parity_max_abs_delta" in parity:
+        rows.append(
+            {
+                "what": "Parity, ONNX Runtime vs PyTorch",
+                "value": f"max |delta| {parity['parity_max_abs_delta']:.2g}",
+                "detail": f"n = {parity.get('parity_num_samples', 0):.0f}, labels agree "
+                f"{parity.get('parity_label_agreement', float('nan')):.1%}",
+                "status": _status(summary, "parity"),
+            }
+        )
+    elif _status(summary, "parity") == "failed":
+        rows.append({"what": "Parity, ONNX Runtime vs PyTorch", "value": "FAILED",
+                     "detail": "see the parity step's report", "status": "failed"})  # fmt: skip
+    if "int8_mae_delta" in quant:
+        ratio = quant.get("latency_ms_fp32", 0.0) / max(quant.get("latency_ms_int8", 0.0), 1e-9)
+        rows.append(
+            {
+                "what": "INT8 vs FP32",
+                "value": f"ΔMAE {quant['int8_mae_delta']:+.4f} "
+                f"[{quant['int8_mae_delta_low']:+.4f}, {quant['int8_mae_delta_high']:+.4f}]",
+                "detail": f"95% interval, n = {quant.get('int8_gate_samples', 0):.0f}, margin "
+                f"{quant.get('int8_mae_margin', 0.0):.4f}; latency {ratio:.2f}x faster than FP32",
+                "status": _status(summary, "quantize"),
+            }
+        )
+    elif _status(summary, "quantize") == "failed":
+        rows.append({"what": "INT8 vs FP32", "value": "FAILED",
+                     "detail": "see the quantize step's report", "status": "failed"})  # fmt: skip
+    return rows
 
 
 def write_index(summary: PipelineSummary) -> list[Path]:
@@ -63,7 +128,14 @@ def write_index(summary: PipelineSummary) -> list[Path]:
 
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
-        s=summary, rel=rel, name=lambda p: Path(p).name, keys=KEY_METRICS
+        s=summary,
+        rel=rel,
+        name=lambda p: Path(p).name,
+        keys=KEY_METRICS,
+        headline=headline(summary),
+        figures=[
+            (k, f) for r in summary.steps for k, f in r.figures.items() if Path(f["path"]).is_file()
+        ],
     )
     index, data = root / "index.html", root / "summary.json"
     _atomic_write(index, html)

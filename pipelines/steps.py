@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,7 +59,11 @@ class IngestParams(StepParams):
     """Fetch an approved source into ``datasets/raw/`` (checksummed, write-once)."""
 
     source: str = Field("demo-reviews", min_length=1, description="Approved source name")
-    registry: str = Field("", description="Approved-source registry; '' is sources/approved.yaml")
+    registry: str = Field(
+        "",
+        description="Approved-source registry; '' is $ORDINAL_SOURCES, ./sources/approved.yaml "
+        "or the packaged one",
+    )
 
 
 class PreprocessParams(_DatasetParams):
@@ -67,6 +71,10 @@ class PreprocessParams(_DatasetParams):
 
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     max_duplicate_fraction: float = Field(0.5, ge=0, le=1)
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More preprocessing options (PreprocessSpec.from_options); they win",
+    )
 
 
 class CalibrateParams(_DatasetParams):

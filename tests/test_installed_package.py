@@ -84,25 +84,70 @@ def test_the_installed_commands_work_from_a_folder_outside_the_repository(instal
     assert (Path(where[2]) / "04_train.ipynb").is_file()
 
     ordinal = str(installed / "ordinal")
-    _run([ordinal, "data", "ingest", "demo-reviews"], cwd=work, env=env)
+    _run([ordinal, "data", "ingest", "demo-reviews"], cwd=work, env=env)  # the packaged registry
     assert list((work / ".ordinal").rglob("datasets/raw/reviews/v1/manifest.json"))
 
+    # A user's own CSV: other column names, a 1-10 scale, broken rows; registered for review
+    # in ./sources/approved.yaml, which then is the default registry.
+    broken = _write_ratings(work / "ratings.csv", n=700)
+    _run(
+        [ordinal, "data", "add-source", "ratings.csv", "--name", "my-ratings", "--dataset",
+         "ratings", "--labels", "1..10", "--licence", "CC0-1.0", "--owner", "me",
+         "--id-column", "review_id", "--text-column", "body", "--label-column", "stars"],
+        cwd=work, env=env,
+    )  # fmt: skip
+    assert (work / "sources" / "approved.yaml").is_file()
     done = _run(
-        [ordinal, "run", "--run-id", "installed", "--model", "bert-tiny", "--max-steps", "5",
-         "--compute", "in-process", "--set", "quantize_preset=dynamic",
-         "--set", "parity_samples=120", "--set", "non_production=true"],
+        [ordinal, "run", "--source", "my-ratings", "--run-id", "installed", "--model",
+         "bert-tiny", "--max-steps", "5", "--compute", "in-process",
+         "--set", "quantize_preset=dynamic", "--set", "parity_samples=120",
+         "--set", "non_production=true",
+         # 8% broken rows: above the default 5% rejection threshold, below this one.
+         "--set", "preprocess.max_rejected_fraction=0.1"],
         cwd=work, env=env, timeout=900,
     )  # fmt: skip
-    summary = json.loads((work / ".ordinal" / "runs" / "installed" / "summary.json").read_text())
+    run_dir = work / ".ordinal" / "runs" / "installed"
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed", done.stdout[-3000:]
+    pre = json.loads((run_dir / "preprocess" / "outputs.json").read_text())["metrics"]
+    assert pre["records_raw"] == 700 and pre["records_rejected"] == broken
+    assert pre["records_accepted"] + pre["records_rejected"] == pre["records_raw"]
+    config = json.loads((run_dir / "train" / "model" / "config.json").read_text())
+    assert config["ordinal"]["num_classes"] == 10
+    assert config["id2label"]["0"] == "1" and config["id2label"]["9"] == "10"
 
     # The export config is found in the installed share/ folder.
-    model = work / ".ordinal" / "runs" / "installed" / "train" / "model"
+    model = run_dir / "train" / "model"
     done = _run([ordinal, "export", str(model), "--experiment", "again"], cwd=work, env=env)
     assert "model:" in done.stdout
     manifest = next((work / ".ordinal").rglob("models/onnx/again/fp32/manifest.json"))
     params = json.loads(manifest.read_text())["parameters"]
     assert params["export_config"] == "configs/export/text-classification.yaml"
+
+
+def _write_ratings(path: Path, n: int) -> int:
+    """``review_id,body,stars`` on a 1-10 scale from the demo reviews; returns the number of
+    broken rows (empty text, a value off the scale, a non-number, a missing id)."""
+    import csv
+
+    from ordinal.data.demo_text import make_review_records
+
+    rows = [
+        {"review_id": f"r{i}", "body": r["text"], "stars": str(2 * int(r["label"]) + 1 + i % 2)}
+        for i, r in enumerate(make_review_records(n, seed=7))
+    ]
+    broken = 0
+    for i in range(0, n, 25):  # 28 rows off the scale, 28 with no text: 8% of 700
+        rows[i]["stars"] = "11" if i % 50 == 0 else "ten"
+        broken += 1
+    for i in range(5, n, 25):
+        rows[i]["body"] = ""
+        broken += 1
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["review_id", "body", "stars"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return broken
 
 
 def _imported_modules(package: Path) -> set[str]:

@@ -63,8 +63,9 @@ def test_parameters_cell_is_the_step_model(name):
     assert list(inferred) == list(fields), f"{step.notebook} parameters differ from {step.params}"
     for field_name, field in fields.items():
         value = ast.literal_eval(inferred[field_name]["default"])
-        assert value == field.default and type(value) is type(field.default), (
-            f"{step.notebook}: {field_name} = {value!r}, the model's default is {field.default!r}"
+        default = field.get_default(call_default_factory=True)
+        assert value == default and type(value) is type(default), (
+            f"{step.notebook}: {field_name} = {value!r}, the model's default is {default!r}"
         )
         assert inferred[field_name]["help"], f"{step.notebook}: {field_name} has no comment"
 
