@@ -172,6 +172,9 @@ class AuditLog:
         )
         self.lock_days = lock_days
         self._clock = clock or _now
+        # The newest record this object wrote or read: appends need not list the store each
+        # time. Another writer is detected by the write-once check and the head re-read.
+        self._head: dict[str, Any] | None = None
 
     def _key(self, seq: int) -> str:
         return layout.join(self.prefix, f"{seq:012d}.json")
@@ -235,26 +238,40 @@ class AuditLog:
     ) -> AuditRecord:
         """Append one record; return it (with its sequence number and hash).
 
-        The previous record is re-hashed first: nothing is appended to a broken chain.
+        The previous record is re-hashed first: nothing is appended to a broken chain. If
+        another writer appended meanwhile, the head is read again and the append retried.
         """
-        last = self._last()
-        if last is not None and record_hash(last) != last.get("hash"):
-            raise AuditLogError(
-                "the last record does not match its hash; run `ordinal release audit verify`",
-                seq=last.get("seq"),
-            )
-        record: dict[str, Any] = {
-            "seq": (last["seq"] + 1) if last else 1,
-            "time": self._clock(),
-            "actor": actor or default_actor(),
-            "action": action,
-            "subject": subject,
-            "evidence": evidence or {},
-            "prev_hash": last["hash"] if last else GENESIS_HASH,
-        }
-        record["hash"] = record_hash(record)
-        data = canonical_json(record)
-        self._put(self._key(record["seq"]), data)
+        for attempt in range(3):
+            if self._head is not None and attempt == 0:
+                # One read of the stored head (not a listing): has it changed since?
+                last = json.loads(self.storage.get_bytes(self._key(self._head["seq"])))
+            else:
+                last = self._last()
+            if last is not None and record_hash(last) != last.get("hash"):
+                raise AuditLogError(
+                    "the last record does not match its hash; run `ordinal release audit verify`",
+                    seq=last.get("seq"),
+                )
+            record: dict[str, Any] = {
+                "seq": (last["seq"] + 1) if last else 1,
+                "time": self._clock(),
+                "actor": actor or default_actor(),
+                "action": action,
+                "subject": subject,
+                "evidence": evidence or {},
+                "prev_hash": last["hash"] if last else GENESIS_HASH,
+            }
+            record["hash"] = record_hash(record)
+            data = canonical_json(record)
+            key = self._key(record["seq"])
+            if self.storage.exists(key):
+                self._head = None  # someone else appended: read the head again
+                continue
+            self._put(key, data)
+            break
+        else:
+            raise AuditLogError("could not append: other writers keep appending")
+        self._head = record
         self.mirror.parent.mkdir(parents=True, exist_ok=True)
         with self.mirror.open("ab") as handle:
             handle.write(data + b"\n")

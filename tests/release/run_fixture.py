@@ -32,6 +32,7 @@ def make_run(
     options: dict | None = None,
     int8: bool = True,
     status: str = "completed",
+    model_dir: Path | None = None,
 ) -> Path:
     """Train nothing, export a tiny random BERT, gate it, quantise it; return the run folder."""
     store = open_storage(storage_url or str(root / "store"))
@@ -54,7 +55,10 @@ def make_run(
     write_step_outputs(
         run_dir, "preprocess", {"step": "preprocess", "metrics": {"records_validation": 300.0}}
     )
-    model_dir = build_tiny("bert", head, options or {"link": "logit"}, run_dir / "train" / "model")
+    if model_dir is None:
+        model_dir = build_tiny(
+            "bert", head, options or {"link": "logit"}, run_dir / "train" / "model"
+        )
     write_step_outputs(
         run_dir,
         "train",

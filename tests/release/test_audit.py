@@ -174,3 +174,14 @@ def test_object_locked_records_on_s3(locked_bucket, moto_endpoint, tmp_path, clo
     with pytest.raises(AuditLogError, match="exists already"):
         audit._put("audit/releases/000000000002.json", b"{}")
     assert audit.verify() == 3
+
+
+def test_two_writers_keep_one_chain(tmp_path, clock):
+    storage = LocalStorage(tmp_path / "store")
+    first = AuditLog(storage, mirror=tmp_path / "a.jsonl", clock=clock)
+    second = AuditLog(storage, mirror=tmp_path / "b.jsonl", clock=clock)
+    for i in range(3):
+        assert first.append("publish", {"name": "demo", "version": f"1.{i}.0"}).seq == 2 * i + 1
+        assert second.append("consume", {"name": "demo", "version": f"1.{i}.0"}).seq == 2 * i + 2
+    assert first.verify(against_mirror=False) == 6
+    assert [r.action for r in first.records()] == ["publish", "consume"] * 3

@@ -82,7 +82,6 @@ def test_promotion_waits_for_a_named_approval(env, run_dir, tmp_path, fingerprin
     """The real flow pauses on Prefect's API (temporary server) until resumed with input."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
-    from prefect.flow_runs import resume_flow_run
 
     from ordinal.artifacts import open_storage
     from pipelines.release.flows import promotion_flow
@@ -112,8 +111,28 @@ def test_promotion_waits_for_a_named_approval(env, run_dir, tmp_path, fingerprin
             )
             time.sleep(0.5)
     assert paused, f"the promotion flow never paused for approval ({result})"
-    resume_flow_run(paused[0].id, run_input={"approver": "alice", "approve": True, "comment": "ok"})
+    out = _ok(["approve", str(paused[0].id), "--by", "alice", "--comment", "ok"])
+    assert "approved by alice" in out
     thread.join(120)
     assert result["promoted"] and result["approver"] == "alice"
     out = _ok(["history", "demo"])
     assert "production" in out and "alice" in out
+
+
+def test_nightly_parity_flow(env, versions, fingerprint_of, tmp_path):
+    """Every retained version is fetched, verified and re-checked; a damaged one fails it."""
+    from ordinal.artifacts import open_storage
+    from ordinal.release import Registry
+    from pipelines.release.flows import nightly_parity
+
+    storage = open_storage(str(tmp_path / "store"))
+    registry = Registry(storage, [fingerprint_of["release"]], tracking_uri="")
+    for version in ("1.0.0", "1.1.0"):
+        registry.publish(versions[version])
+    results = nightly_parity()
+    assert sorted(results) == ["demo 1.0.0", "demo 1.1.0"]
+    assert all(r["passed"] for r in results.values())
+    onnx = storage.local_path("releases/demo/1.1.0/fp32/model.onnx")
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\1")
+    with pytest.raises(RuntimeError, match="demo 1.1.0"):
+        nightly_parity()
