@@ -14,6 +14,7 @@ from pipelines.provision.errors import (
 )
 from pipelines.provision.fallback import MAX_ATTEMPTS, Attempt, ErrorClass, classify
 from pipelines.provision.leaks import find_leaks
+from pipelines.provision.phases import DEFAULT_PHASES, Phase, assert_sequential, run_vm_phases
 from pipelines.provision.prices import PriceTable, load_prices
 from pipelines.provision.runner import Backend, TofuRunner, find_binary
 from pipelines.provision.tofu import (
@@ -26,6 +27,7 @@ from pipelines.provision.tofu import (
 )
 
 __all__ = [
+    "DEFAULT_PHASES",
     "GPU_CLASSES",
     "MAX_ATTEMPTS",
     "Attempt",
@@ -33,6 +35,7 @@ __all__ = [
     "CapacityError",
     "ErrorClass",
     "FatalProvisionError",
+    "Phase",
     "Platform",
     "PriceTable",
     "ProvisionError",
@@ -43,9 +46,11 @@ __all__ = [
     "ToolError",
     "VmRecord",
     "VmSpec",
+    "assert_sequential",
     "classify",
     "find_binary",
     "find_leaks",
     "load_prices",
+    "run_vm_phases",
     "teardown_from_state",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from pipelines.provision.errors import ToolError
-from pipelines.provision.iam_tables import check_tables, wildcard_actions
+from pipelines.provision.iam_tables import check_tables, role_policies, wildcard_actions
 from pipelines.provision.runner import TOFU_ROOT, Backend, TofuRunner, find_binary
 
 __all__ = [
@@ -278,7 +278,9 @@ def _iam_tables(work: Path, moto_url: str, env: dict[str, str]) -> CheckStep:
         env=env,
     )
     runner.apply({"endpoint": moto_url})
-    names = runner.outputs()["role_names"]
+    outputs = runner.outputs()
+    names = dict(outputs["role_names"])
+    names.update({role.rsplit("-", 1)[-1]: role for role in outputs["combined_roles"]})
     iam = boto3.client(
         "iam",
         endpoint_url=moto_url,
@@ -286,10 +288,7 @@ def _iam_tables(work: Path, moto_url: str, env: dict[str, str]) -> CheckStep:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    policies = {}
-    for stage, role in names.items():
-        doc = iam.get_role_policy(RoleName=role, PolicyName=f"{stage}-storage")["PolicyDocument"]
-        policies[stage] = doc
+    policies = role_policies(iam, names)
     rows = check_tables(policies, "ordinal-data")
     wild = wildcard_actions(policies)
     bad = [r for r in rows if not r["ok"]]

@@ -14,7 +14,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TABLE", "Case", "check_tables", "decide", "wildcard_actions"]
+__all__ = [
+    "ROLES",
+    "TABLE",
+    "Case",
+    "check_tables",
+    "decide",
+    "merge_policies",
+    "role_policies",
+    "wildcard_actions",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,18 @@ class Case:
     key: str | None
     expected: bool
     context: tuple[tuple[str, str], ...] = ()
+
+
+ROLES = ("ingest", "preprocess", "train", "export", "quantise", "release", "backup", "cpu")
+
+
+def merge_policies(*documents: dict[str, Any] | str) -> dict[str, Any]:
+    """One document with every statement of ``documents`` (a role's inline policies)."""
+    statements: list[Any] = []
+    for doc in documents:
+        parsed = json.loads(doc) if isinstance(doc, str) else doc
+        statements.extend(_listify(parsed["Statement"]))
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _lock(mode: str = "COMPLIANCE") -> tuple[tuple[str, str], ...]:
@@ -67,13 +88,21 @@ TABLE: list[Case] = [
     Case("backup", "s3:PutObject", "backups/prefect/2026.dump.enc", True),
     Case("backup", "s3:DeleteObject", "backups/prefect/2026.dump.enc", True),
     Case("backup", "s3:GetObject", "datasets/raw/reviews/v1/data.csv", False),
+    # The CPU VM's role (export, parity and quantise in a row) is the union of two stages.
+    Case("cpu", "s3:PutObject", "models/onnx/exp1/fp32/model.onnx", True),
+    Case("cpu", "s3:PutObject", "models/onnx/exp1/int8/model.onnx", True),
+    Case("cpu", "s3:GetObject", "models/trained/exp1/model.safetensors", True),
+    Case("cpu", "s3:DeleteObject", "models/onnx/exp1/fp32/model.onnx", False),
+    Case("cpu", "s3:PutObject", "models/trained/exp1/model.safetensors", False),
+    Case("cpu", "s3:PutObject", "releases/reviews/1.0.0/bundle.json", False, _lock()),
+    Case("cpu", "s3:PutObject", "datasets/raw/reviews/v1/data.csv", False, _lock()),
     *[
         Case(stage, "s3:BypassGovernanceRetention", "models/onnx/exp1/fp32/model.onnx", False)
-        for stage in ("ingest", "preprocess", "train", "export", "quantise", "release", "backup")
+        for stage in ROLES
     ],
     *[
         Case(stage, "s3:DeleteObjectVersion", "datasets/raw/reviews/v1/data.csv", False)
-        for stage in ("ingest", "preprocess", "train", "export", "quantise", "release", "backup")
+        for stage in ROLES
     ],
 ]
 
@@ -162,3 +191,16 @@ def check_tables(
             }
         )
     return rows
+
+
+def role_policies(iam: Any, role_names: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Every role's inline policies, merged per role, read back from IAM.
+
+    ``role_names`` maps a table key (stage or ``cpu``) to the role's name.
+    """
+    out = {}
+    for key, role in role_names.items():
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        docs = [iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"] for n in names]
+        out[key] = merge_policies(*docs)
+    return out

@@ -32,6 +32,7 @@ __all__ = [
     "TofuResult",
     "TofuRunner",
     "find_binary",
+    "first_error",
     "parse_provider_errors",
     "write_cli_config",
 ]
@@ -316,6 +317,23 @@ class TofuRunner:
         """``output -json`` values."""
         result = self.run("output", "-json", "-no-color")
         return {k: v["value"] for k, v in json.loads(result.stdout or "{}").items()}
+
+
+def first_error(output: str) -> str:
+    """The first ``Error:`` block of terraform's output (summary and detail), one line."""
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("Error:"):
+            block = [line.strip()]
+            for following in lines[i + 1 : i + 8]:
+                text = following.strip().strip("│").strip()
+                if not text or text.startswith("with ") or text.startswith("on "):
+                    if len(block) > 1 or not text:
+                        break
+                    continue
+                block.append(text)
+            return " ".join(block)[:800]
+    return _first_error(output)
 
 
 def _first_error(output: str) -> str:

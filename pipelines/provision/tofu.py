@@ -23,15 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.provision.errors import (
-    CapacityError,
-    FatalProvisionError,
-    TeardownError,
-    ToolError,
-)
+from pipelines.provision.errors import CapacityError, FatalProvisionError, TeardownError
 from pipelines.provision.fallback import MAX_ATTEMPTS, Attempt, Placement, classify, next_placement
 from pipelines.provision.prices import PriceTable, load_prices
-from pipelines.provision.runner import Backend, TofuRunner
+from pipelines.provision.runner import Backend, ProviderError, TofuRunner, first_error
 
 __all__ = [
     "GPU_CLASSES",
@@ -106,6 +101,12 @@ class VmSpec:
     cost_centre: str = "ml-research"
     max_lifetime_minutes: int = 720
     spot_max_price: str | None = None
+    profile: str | None = None  # instance profile key; None: the stage's own (cpu: export+quantise)
+
+    @property
+    def profile_key(self) -> str:
+        """The key of ``Platform.instance_profiles`` this VM uses."""
+        return self.profile or self.stage
 
 
 @dataclass
@@ -174,10 +175,10 @@ class TofuProvisioner:
         on_fallback: Callable[[list[Attempt]], None] | None = None,
         prices: PriceTable | None = None,
     ) -> None:
-        if vm.stage not in platform.instance_profiles:
+        if vm.profile_key not in platform.instance_profiles:
             raise FatalProvisionError(
-                "no instance profile for this stage",
-                stage=vm.stage,
+                "no instance profile for this VM",
+                profile=vm.profile_key,
                 known=sorted(platform.instance_profiles),
             )
         self.platform = platform
@@ -254,16 +255,13 @@ class TofuProvisioner:
                     )
                 )
                 break
-            if not result.errors:
-                record.attempts = [a.as_dict() for a in attempts]
-                state["vm"] = record.as_dict()
-                _write_json(self.state_path, state)
-                raise ToolError(
-                    f"{runner.binary} apply failed without a provider error",
-                    log=str(runner.log_path),
-                    stage=self.vm.stage,
-                )
-            error = result.errors[0]
+            # No AWS API error code: the provider refused before or around the API call
+            # (an image it cannot find, an invalid argument). Not retryable either way.
+            error = (
+                result.errors[0]
+                if result.errors
+                else ProviderError("ProviderError", first_error(result.output))
+            )
             kind = classify(error.code)
             attempts.append(
                 Attempt(
@@ -332,7 +330,7 @@ class TofuProvisioner:
             "ami_id": p.ami_id,
             "subnet_id": placement.subnet_id,
             "vpc_id": p.vpc_id,
-            "instance_profile_name": p.instance_profiles[self.vm.stage],
+            "instance_profile_name": p.instance_profiles[self.vm.profile_key],
             "owner": self.vm.owner,
             "cost_centre": self.vm.cost_centre,
             "max_lifetime_minutes": self.vm.max_lifetime_minutes,

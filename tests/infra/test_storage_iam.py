@@ -12,7 +12,13 @@ import datetime as dt
 import pytest
 from botocore.exceptions import ClientError
 
-from pipelines.provision.iam_tables import TABLE, check_tables, decide, wildcard_actions
+from pipelines.provision.iam_tables import (
+    TABLE,
+    check_tables,
+    decide,
+    role_policies,
+    wildcard_actions,
+)
 from pipelines.provision.replication import EMULATOR_NOTE, ReplicationError, rehearse_replication
 
 STAGES = {"ingest", "preprocess", "train", "export", "quantise", "release", "backup"}
@@ -20,21 +26,20 @@ STAGES = {"ingest", "preprocess", "train", "export", "quantise", "release", "bac
 
 @pytest.fixture(scope="module")
 def applied_policies(cloud):
-    iam = cloud.client("iam")
-    names = cloud.platform_outputs["role_names"]
-    return {
-        stage: iam.get_role_policy(RoleName=role, PolicyName=f"{stage}-storage")["PolicyDocument"]
-        for stage, role in names.items()
-    }
+    """The roles' inline policies as IAM stored them (the cpu role carries two)."""
+    names = dict(cloud.platform_outputs["role_names"])
+    names.update({r.rsplit("-", 1)[-1]: r for r in cloud.platform_outputs["combined_roles"]})
+    return role_policies(cloud.client("iam"), names)
 
 
 def test_one_role_per_stage_with_its_instance_profile(cloud):
     iam = cloud.client("iam")
     profiles = cloud.platform_outputs["instance_profiles"]
-    assert set(profiles) == STAGES
-    for stage, name in profiles.items():
-        roles = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
-        assert [r["RoleName"] for r in roles] == [cloud.platform_outputs["role_names"][stage]]
+    assert set(profiles) == STAGES | {"cpu"}
+    roles = {**cloud.platform_outputs["role_names"], "cpu": "ordinal-cpu"}
+    for key, name in profiles.items():
+        attached = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+        assert [r["RoleName"] for r in attached] == [roles[key]]
 
 
 def test_allow_deny_tables_on_applied_policies(cloud, applied_policies):

@@ -49,6 +49,15 @@ locals {
     }
   }
 
+  # VMs that run several stages in a row carry the union of those stages' policies (one
+  # inline policy per stage on one role): the CPU VM runs export, parity and quantise.
+  combined = {
+    cpu = ["export", "quantise"]
+  }
+  combined_policies = merge([
+    for name, stages in local.combined : { for s in stages : "${name}/${s}" => { role = name, stage = s } }
+  ]...)
+
   # Prefixes only their owner may write, whatever else is attached to a role later.
   reserved = {
     "datasets/raw/" = "ingest"
@@ -146,6 +155,29 @@ resource "aws_iam_role_policy" "stage" {
   name     = "${each.key}-storage"
   role     = aws_iam_role.stage[each.key].id
   policy   = local.policies[each.key]
+}
+
+resource "aws_iam_role" "combined" {
+  for_each             = local.combined
+  name                 = "${var.name_prefix}-${each.key}"
+  description          = "ordinal VM running ${join(", ", each.value)}: the union of those stages' policies"
+  assume_role_policy   = data.aws_iam_policy_document.ec2_trust.json
+  max_session_duration = 43200
+  tags                 = merge(local.tags, { "ordinal:stage" = join("+", each.value) })
+}
+
+resource "aws_iam_role_policy" "combined" {
+  for_each = local.combined_policies
+  name     = "${each.value.stage}-storage"
+  role     = aws_iam_role.combined[each.value.role].id
+  policy   = local.policies[each.value.stage]
+}
+
+resource "aws_iam_instance_profile" "combined" {
+  for_each = local.combined
+  name     = "${var.name_prefix}-${each.key}"
+  role     = aws_iam_role.combined[each.key].name
+  tags     = merge(local.tags, { "ordinal:stage" = join("+", each.value) })
 }
 
 resource "aws_iam_instance_profile" "stage" {

@@ -13,9 +13,17 @@ output "role_names" {
   value       = { for s, r in aws_iam_role.stage : s => r.name }
 }
 
+output "combined_roles" {
+  description = "Roles of VMs that run several stages: name => the stages whose policies it carries (cpu => export, quantise)."
+  value       = { for n, r in aws_iam_role.combined : r.name => local.combined[n] }
+}
+
 output "instance_profiles" {
-  description = "Instance-profile name per stage (input instance_profile_name of compute-instance)."
-  value       = { for s, p in aws_iam_instance_profile.stage : s => p.name }
+  description = "Instance-profile name per stage, plus the combined ones (cpu); input instance_profile_name of compute-instance."
+  value = merge(
+    { for s, p in aws_iam_instance_profile.stage : s => p.name },
+    { for n, p in aws_iam_instance_profile.combined : n => p.name },
+  )
 }
 
 output "policies" {

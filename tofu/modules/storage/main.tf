@@ -174,6 +174,7 @@ data "aws_iam_policy_document" "data" {
 }
 
 resource "aws_s3_bucket_policy" "data" {
+  count      = var.apply_bucket_policy ? 1 : 0
   bucket     = aws_s3_bucket.data.id
   policy     = data.aws_iam_policy_document.data.json
   depends_on = [aws_s3_bucket_public_access_block.data]

@@ -28,6 +28,11 @@ output "replication_role_arn" {
   value       = aws_iam_role.replication.arn
 }
 
+output "data_bucket_policy" {
+  description = "The data bucket's policy document (attached when apply_bucket_policy)."
+  value       = data.aws_iam_policy_document.data.json
+}
+
 output "compliance_prefixes" {
   description = "Prefixes written with COMPLIANCE-mode retention."
   value       = var.compliance_prefixes

@@ -70,6 +70,12 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "apply_bucket_policy" {
+  description = "Attach the data bucket's policy (TLS only; COMPLIANCE lock required under compliance_prefixes). The emulated environment turns it off: moto applies statements for principal * but ignores their conditions, which would make both conditional denies blanket denies."
+  type        = bool
+  default     = true
+}
+
 variable "force_destroy" {
   description = "Allow destroy to delete non-empty buckets (emulated and test environments only)."
   type        = bool

@@ -106,3 +106,8 @@ output "role_names" {
   description = "Role name per stage."
   value       = module.iam.role_names
 }
+
+output "combined_roles" {
+  description = "Roles carrying several stages' policies (cpu: export + quantise)."
+  value       = module.iam.combined_roles
+}

@@ -128,7 +128,9 @@ module "storage" {
   name_prefix   = var.name_prefix
   dr_region     = var.dr_region
   force_destroy = true
-  tags          = local.tags
+  # moto honours principal-* statements but not their conditions (see the variable).
+  apply_bucket_policy = false
+  tags                = local.tags
 }
 
 module "iam" {
@@ -171,6 +173,11 @@ output "instance_profiles" {
 output "role_names" {
   description = "Role name per stage."
   value       = module.iam.role_names
+}
+
+output "combined_roles" {
+  description = "Roles carrying several stages' policies (cpu: export + quantise)."
+  value       = module.iam.combined_roles
 }
 
 output "policies" {

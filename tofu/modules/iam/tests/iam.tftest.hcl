@@ -40,6 +40,14 @@ run "one_role_per_stage_no_wildcard_actions" {
     condition     = aws_iam_instance_profile.stage["train"].name == "ordinal-test-train"
     error_message = "instance profiles are named <prefix>-<stage>"
   }
+  assert {
+    condition     = jsonencode(output.combined_roles) == jsonencode({ "ordinal-test-cpu" = ["export", "quantise"] })
+    error_message = "the CPU VM's role carries export and quantise"
+  }
+  assert {
+    condition     = aws_iam_role_policy.combined["cpu/quantise"].policy == output.policies["quantise"]
+    error_message = "a combined role carries each stage's own policy unchanged"
+  }
 }
 
 run "kms_key_scoped" {

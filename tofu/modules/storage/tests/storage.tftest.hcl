@@ -61,6 +61,10 @@ run "layout_lock_and_replication" {
     error_message = "the DR bucket must be locked"
   }
   assert {
+    condition     = length(aws_s3_bucket_policy.data) == 1
+    error_message = "the bucket policy (TLS only, COMPLIANCE lock on raw and releases) is attached by default"
+  }
+  assert {
     condition     = output.compliance_prefixes == tolist(["datasets/raw/", "releases/"])
     error_message = "raw data and releases are the COMPLIANCE prefixes"
   }
