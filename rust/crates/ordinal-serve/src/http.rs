@@ -354,7 +354,9 @@ pub async fn serve(
         }
     };
     listener.set_nonblocking(true).ok();
+    // No Nagle delay on small JSON answers (latency at batch 1 is what the service is for).
     Server::from_tcp(listener)?
+        .tcp_nodelay(true)
         .serve(make)
         .with_graceful_shutdown(drained)
         .await
