@@ -175,6 +175,7 @@ class AuditLog:
         # The newest record this object wrote or read: appends need not list the store each
         # time. Another writer is detected by the write-once check and the head re-read.
         self._head: dict[str, Any] | None = None
+        self._lock_checked = False
 
     def _key(self, seq: int) -> str:
         return layout.join(self.prefix, f"{seq:012d}.json")
@@ -213,6 +214,7 @@ class AuditLog:
         if self.storage.exists(key):
             raise AuditLogError("a record with this sequence number exists already", where=key)
         if isinstance(self.storage, S3Storage) and self.lock_days > 0:
+            self._check_object_lock()
             until = _dt.datetime.now(_dt.UTC) + _dt.timedelta(days=self.lock_days)
             self.storage._call(
                 "put",
@@ -227,6 +229,28 @@ class AuditLog:
             )
         else:
             self.storage.put_bytes(data, key)
+
+    def _check_object_lock(self) -> None:
+        """Refuse to write to a bucket without object lock (the records would be deletable)."""
+        if self._lock_checked:
+            return
+        storage = self.storage
+        assert isinstance(storage, S3Storage)
+        from botocore.exceptions import ClientError
+
+        try:
+            config = storage._client.get_object_lock_configuration(Bucket=storage.bucket)
+            enabled = config["ObjectLockConfiguration"].get("ObjectLockEnabled") == "Enabled"
+        except ClientError:
+            enabled = False
+        if not enabled:
+            raise AuditLogError(
+                f"bucket {storage.bucket!r} has no object lock, so audit records could be "
+                "deleted: create it with object lock enabled (ObjectLockEnabledForBucket=True), "
+                "or set lock_days=0 ($ORDINAL_AUDIT_LOCK_DAYS=0) to write without a lock",
+                where=storage.url,
+            )
+        self._lock_checked = True
 
     def append(
         self,

@@ -9,6 +9,10 @@ evaluation and the approver.
 
 from __future__ import annotations
 
+import datetime as dt
+import html
+import json
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -24,7 +28,13 @@ from ordinal.release import (
 )
 from pipelines.release.settings import open_registry
 
-__all__ = ["Approval", "evidence_markdown", "nightly_parity", "promotion_flow"]
+__all__ = [
+    "Approval",
+    "evidence_markdown",
+    "nightly_parity",
+    "promotion_flow",
+    "quarterly_rollback_drill",
+]
 
 
 class Approval(RunInput):
@@ -115,15 +125,58 @@ def promotion_flow(
     }
 
 
+def _alert(stack_root: str, kind: str, summary: str, context: dict[str, str]) -> None:
+    """Send a stack alert when the flow runs for a stack (``stack_root``); never raises."""
+    if not stack_root:
+        return
+    from pipelines.stack.alerts import Alert, send_alert
+    from pipelines.stack.config import load_config
+
+    try:
+        send_alert(load_config(Path(stack_root)), Alert(kind, summary, context))
+    except Exception as exc:  # alerting must not hide the failure itself
+        get_run_logger().warning("could not send the %s alert: %s", kind, exc)
+
+
+def _write_report(report_dir: str, stem: str, title: str, results: dict[str, Any]) -> list[str]:
+    """The drill report as JSON and a small HTML page; return both paths."""
+    if not report_dir:
+        return []
+    folder = Path(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / f"{stem}.json"
+    data.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    rows = []
+    for release, result in sorted(results.items()):
+        verdict = "pass" if result["passed"] else "FAIL"
+        stages = "; ".join(
+            f"{name}: {'pass' if s['passed'] else 'FAIL'} ({html.escape(str(s['detail']))})"
+            for name, s in result["stages"].items()
+        )
+        rows.append(f"<tr><td>{html.escape(release)}</td><td>{verdict}</td><td>{stages}</td></tr>")
+    page = folder / f"{stem}.html"
+    page.write_text(
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><table border=1 cellpadding=4>"
+        "<tr><th>release</th><th>verdict</th><th>stages</th></tr>" + "".join(rows) + "</table>\n",
+        encoding="utf-8",
+    )
+    return [str(data), str(page)]
+
+
 @flow(name="release-nightly-parity", log_prints=True)
 def nightly_parity(
-    storage: str = "", trust: list[str] | None = None, names: list[str] | None = None
+    storage: str = "",
+    trust: list[str] | None = None,
+    names: list[str] | None = None,
+    report_dir: str = "",
+    stack_root: str = "",
 ) -> dict[str, Any]:
     """Re-check parity of every retained release with today's dependencies (drift check).
 
     Each retained version is fetched, verified and its FP32 graph re-run on the stored parity
-    inputs (:func:`ordinal.release.rollback_drill` stages); a failure raises after all ran, so
-    the stack's failure alerts fire.
+    inputs (:func:`ordinal.release.drill.recheck_release`). A failure alerts through the
+    stack's channels (when ``stack_root`` is given) and raises after all versions ran.
     """
     from ordinal.release.drill import recheck_release
 
@@ -132,7 +185,47 @@ def nightly_parity(
     for name in names or registry.names():
         for version in registry.versions(name):
             results[f"{name} {version}"] = recheck_release(registry, name, version).to_dict()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    files = _write_report(report_dir, f"nightly-parity-{stamp}", "Nightly parity", results)
     failed = [k for k, v in results.items() if not v["passed"]]
     if failed:
+        _alert(
+            stack_root,
+            "release-parity",
+            f"nightly parity failed for {', '.join(failed)}",
+            {"report": files[0] if files else "-", "storage": registry.storage.url},
+        )
         raise RuntimeError(f"nightly parity failed for {', '.join(failed)}")
+    return results
+
+
+@flow(name="release-rollback-drill", log_prints=True)
+def quarterly_rollback_drill(
+    storage: str = "",
+    trust: list[str] | None = None,
+    names: list[str] | None = None,
+    back: int = 3,
+    report_dir: str = "",
+    stack_root: str = "",
+) -> dict[str, Any]:
+    """The rollback drill on every release name: fetch ``back`` releases back, verify,
+    parity spot-check; JSON + HTML report, alert and raise on failure."""
+    from ordinal.release import rollback_drill
+
+    registry = open_registry(storage or None, trust, "")
+    results = {
+        name: rollback_drill(registry, name, back=back).to_dict()
+        for name in names or registry.names()
+    }
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    files = _write_report(report_dir, f"rollback-drill-{stamp}", "Rollback drill", results)
+    failed = [k for k, v in results.items() if not v["passed"]]
+    if failed:
+        _alert(
+            stack_root,
+            "release-drill",
+            f"rollback drill failed for {', '.join(failed)}",
+            {"report": files[0] if files else "-"},
+        )
+        raise RuntimeError(f"rollback drill failed for {', '.join(failed)}")
     return results

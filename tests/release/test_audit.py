@@ -185,3 +185,15 @@ def test_two_writers_keep_one_chain(tmp_path, clock):
         assert second.append("consume", {"name": "demo", "version": f"1.{i}.0"}).seq == 2 * i + 2
     assert first.verify(against_mirror=False) == 6
     assert [r.action for r in first.records()] == ["publish", "consume"] * 3
+
+
+def test_unlocked_bucket_is_refused(moto_endpoint, aws_env, tmp_path):
+    from ordinal.artifacts import S3Storage
+
+    storage = S3Storage("plain-bucket", endpoint_url=moto_endpoint, create_bucket=True)
+    audit = AuditLog(storage, mirror=tmp_path / "m.jsonl", lock_days=30)
+    with pytest.raises(AuditLogError, match="no object lock"):
+        audit.append("publish", {"name": "demo"})
+    assert storage.list("audit") == []
+    unlocked = AuditLog(storage, mirror=tmp_path / "u.jsonl", lock_days=0)
+    assert unlocked.append("publish", {"name": "demo"}).seq == 1

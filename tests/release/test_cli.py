@@ -129,10 +129,51 @@ def test_nightly_parity_flow(env, versions, fingerprint_of, tmp_path):
     registry = Registry(storage, [fingerprint_of["release"]], tracking_uri="")
     for version in ("1.0.0", "1.1.0"):
         registry.publish(versions[version])
-    results = nightly_parity()
+    results = nightly_parity(report_dir=str(tmp_path / "reports"))
     assert sorted(results) == ["demo 1.0.0", "demo 1.1.0"]
+    pages = sorted(p.suffix for p in (tmp_path / "reports").iterdir())
+    assert pages == [".html", ".json"]
     assert all(r["passed"] for r in results.values())
     onnx = storage.local_path("releases/demo/1.1.0/fp32/model.onnx")
     onnx.write_bytes(onnx.read_bytes()[:-1] + b"\1")
     with pytest.raises(RuntimeError, match="demo 1.1.0"):
         nightly_parity()
+
+
+def test_quarterly_drill_flow_and_schedules(env, versions, fingerprint_of, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from ordinal.artifacts import open_storage
+    from ordinal.release import Registry
+    from pipelines.release.flows import quarterly_rollback_drill
+    from pipelines.release.schedules import deploy_release_schedules
+
+    registry = Registry(
+        open_storage(str(tmp_path / "store")), [fingerprint_of["release"]], tracking_uri=""
+    )
+    for version in ("1.0.0", "1.1.0"):
+        registry.publish(versions[version])
+    with pytest.raises(RuntimeError, match="rollback drill failed for demo"):
+        quarterly_rollback_drill(report_dir=str(tmp_path / "drills"))
+    report = json.loads(next((tmp_path / "drills").glob("*.json")).read_text())
+    assert "needs 4" in report["demo"]["stages"]["select"]["detail"]
+    for version in ("1.2.0", "1.3.0"):
+        registry.publish(versions[version])
+    assert quarterly_rollback_drill()["demo"]["version"] == "1.0.0"
+    with get_client(sync_client=True) as client:
+        pool = f"control-{tmp_path.name[-8:]}".lower().replace("_", "-")
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        names = deploy_release_schedules(
+            str(tmp_path / "store"), report_dir=str(tmp_path / "reports"), work_pool=pool
+        )
+        assert names == ["release-nightly-parity/nightly", "release-rollback-drill/quarterly"]
+        crons = {}
+        for name in names:
+            deployment = client.read_deployment_by_name(name)
+            crons[name] = deployment.schedules[0].schedule.cron
+            assert deployment.parameters["report_dir"] == str(tmp_path / "reports")
+        assert crons == {
+            "release-nightly-parity/nightly": "0 2 * * *",
+            "release-rollback-drill/quarterly": "0 5 1 1,4,7,10 *",
+        }
