@@ -113,12 +113,46 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Any other pipeline parameter, KEY=VALUE (repeatable)"),
     ] = None,
+    on_stack: Annotated[
+        bool,
+        typer.Option(
+            "--stack",
+            help="Run on the running control-plane stack: its Prefect server (TLS), MLflow "
+            "server and S3 data bucket",
+        ),
+    ] = False,
+    stack_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="The stack's root folder (default: $ORDINAL_STACK_ROOT or <state>/stack)"
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline: ingest, preprocess, calibrate, train, export, parity, quantise.
 
     Every step is a notebook executed with papermill by a Prefect task, rendered to HTML and
     tracked in MLflow; the run ends with an index page for reviewers.
     """
+    stack_storage = ""
+    if on_stack:
+        from pipelines.stack import s3
+        from pipelines.stack.config import load_config
+        from pipelines.stack.errors import StackError
+        from pipelines.stack.run_env import check_running, run_environment
+
+        config = load_config(stack_root)
+        try:
+            check_running(config)
+        except StackError as exc:
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        # Before Prefect is imported: its client reads the API URL, auth and CA from here.
+        os.environ.update(run_environment(config))
+        stack_storage = s3.data_storage_url()
+        console.print(
+            f"on the stack at {config.root}: Prefect {config.prefect_api_url}, "
+            f"MLflow {config.mlflow_url}, storage {stack_storage}"
+        )
     prefect_defaults()
     from pipelines.errors import StepParametersError
     from pipelines.flow import PipelineParams, check_params, ordinal_pipeline
@@ -131,6 +165,7 @@ def run(
         "max_steps": max_steps,
         "compute": compute,
         "run_id": run_id,
+        **({"storage": stack_storage} if stack_storage else {}),
         **_parse_sets(set_ or []),
     }
     try:

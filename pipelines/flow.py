@@ -72,7 +72,9 @@ class PipelineParams(BaseModel):
     non_production: bool = Field(
         False, description="Allow parity and the INT8 gate on < 500 samples (labelled reports)"
     )
-    quantize_preset: Literal["fused", "static", "dynamic"] = "fused"
+    quantize_preset: Literal["auto", "fused", "static", "dynamic"] = Field(
+        "auto", description="INT8 preset; auto is the model family's (fused BERT, static ViT)"
+    )
     int8_prob_atol: float = Field(
         0.0,
         ge=0,

@@ -120,7 +120,9 @@ class QuantizeParams(_DatasetParams):
     """Static INT8 on the stored calibration set, then the INT8 accuracy gate."""
 
     experiment: str = Field("notebooks", min_length=1)
-    preset: Literal["fused", "static", "dynamic"] = "fused"
+    preset: Literal["auto", "fused", "static", "dynamic"] = Field(
+        "auto", description="INT8 preset; auto is the model family's (fused BERT, static ViT)"
+    )
     num_samples: int = Field(500, ge=1, description="Held-out samples for the accuracy gate")
     selection_dir: str = Field("", description="Committed selection; '' is this run's calibrate/")
     prob_atol: float = Field(

@@ -19,6 +19,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The temporary API server migrates a fresh database on first use; on a loaded 2-core CI
 # machine that takes longer than Prefect's 20 s default (the CLI sets the same 120 s).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Step kernels exit normally, so coverage (patch = subprocess) writes their data.
+os.environ.setdefault("ORDINAL_KERNEL_SHUTDOWN", "graceful")
 
 
 @pytest.fixture(autouse=True)

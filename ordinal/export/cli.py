@@ -15,7 +15,7 @@ console = Console()
 
 
 def _records(data: Path | None, demo_size: int, demo_seed: int) -> list[dict[str, Any]]:
-    from ordinal.cli import read_text_records
+    from ordinal.data.text_files import read_text_records
 
     if data is not None:
         return read_text_records(data)
@@ -140,8 +140,11 @@ def quantize_cmd(
     calibration: Annotated[str, typer.Option(help="Dataset whose stored calibration set to use")],
     preset: Annotated[
         str,
-        typer.Option(help="fused (static MatMul + fused QAttention, the default), static, dynamic"),
-    ] = "fused",
+        typer.Option(
+            help="auto (the model family's default: fused for BERT-like, static for ViT), "
+            "fused (static MatMul + fused QAttention), static, dynamic"
+        ),
+    ] = "auto",
     data: Annotated[
         Path | None, typer.Option(help="Held-out CSV/JSONL for the accuracy gate")
     ] = None,
@@ -164,6 +167,7 @@ def quantize_cmd(
         QuantizeSpec,
         evaluate_int8,
         load_calibration_set,
+        model_family,
         quantize_onnx,
     )
 
@@ -175,10 +179,10 @@ def quantize_cmd(
         raise typer.Exit(2) from None
     fp32 = fp32_dir / MODEL_FILE
     try:
-        spec = QuantizeSpec.preset(preset)
+        spec = QuantizeSpec.preset(preset, family=model_family(fp32_dir))
         if non_production:
             spec = spec.smoke()
-    except ValueError as exc:
+    except (ValueError, QuantizationError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     cal = load_calibration_set(calibration, store)

@@ -70,6 +70,8 @@ __all__ = [
     "evaluate_int8",
     "load_calibration_set",
     "mae_gate",
+    "model_family",
+    "presets_for",
     "quantize_onnx",
 ]
 
@@ -160,19 +162,70 @@ class QuantizeSpec(BaseModel):
         return cls(mode="dynamic", activation_type="uint8")
 
     @classmethod
-    def preset(cls, name: str) -> QuantizeSpec:
-        """The named preset: ``fused`` (:meth:`fused_vnni`), ``static`` (:meth:`avx512_vnni`)
-        or ``dynamic``.
+    def preset(cls, name: str, family: str | None = None) -> QuantizeSpec:
+        """The named preset: ``fused`` (:meth:`fused_vnni`), ``static`` (:meth:`avx512_vnni`),
+        ``dynamic``, or ``auto``: the family's default (:func:`presets_for`).
+
+        With ``family`` (a backbone family such as ``bert`` or ``vit``), a preset that does not
+        apply to that family's graphs is refused here, before any work.
 
         >>> QuantizeSpec.preset("fused").attention
         'dynamic'
+        >>> QuantizeSpec.preset("auto", family="vit").fuse_graph
+        False
+        >>> QuantizeSpec.preset("fused", family="vit")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ordinal.export.errors.QuantizationError: quantisation preset 'fused' does not apply ...
         """
         presets = {"fused": cls.fused_vnni, "static": cls.avx512_vnni, "dynamic": cls.dynamic}
-        if name not in presets:
+        if name not in (*presets, "auto"):
             raise ValueError(
-                f"unknown quantisation preset {name!r}; choose one of {sorted(presets)}"
+                f"unknown quantisation preset {name!r}; choose one of {['auto', *sorted(presets)]}"
+            )
+        if family is None:
+            if name == "auto":
+                raise ValueError("preset 'auto' needs the model family (family=...)")
+            return presets[name]()
+        fitting = presets_for(family)
+        if name == "auto":
+            name = fitting[0]
+        elif name not in fitting:
+            raise QuantizationError(
+                f"quantisation preset {name!r} does not apply to {family} models: "
+                f"{_WHY_NOT.get((name, family), 'its graph does not have what it needs')}; "
+                f"presets for {family}: {', '.join(fitting)} (default {fitting[0]})"
             )
         return presets[name]()
+
+
+#: Families whose exported graphs onnxruntime's transformer optimizer fuses into ``Attention``
+#: nodes (what the ``fused`` preset quantises). Its ViT pass finds no Attention pattern in the
+#: graphs optimum exports for Hugging Face ViT, so ViTs get static QDQ MatMuls.
+FUSABLE_FAMILIES = frozenset({"bert", "distilbert", "roberta"})
+_WHY_NOT = {
+    ("fused", "vit"): "onnxruntime's graph fusion finds no Attention in exported ViT graphs",
+}
+
+
+def presets_for(family: str) -> tuple[str, ...]:
+    """The quantisation presets that apply to a backbone family, its default first.
+
+    >>> presets_for("bert"), presets_for("vit")
+    (('fused', 'static', 'dynamic'), ('static', 'dynamic'))
+    """
+    if family in FUSABLE_FAMILIES:
+        return ("fused", "static", "dynamic")
+    return ("static", "dynamic")
+
+
+def model_family(model_dir: str | Path) -> str:
+    """The backbone family (``config.json``'s ``model_type``) of a model or export folder."""
+    path = Path(model_dir) / "config.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["model_type"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise QuantizationError(f"cannot read the model family from {path}: {exc}") from None
 
 
 @dataclass
@@ -183,29 +236,64 @@ class CalibrationSet:
     dataset: str
     manifest_sha256: str | None = None
     selection_ids_sha256: str | None = None
+    version: str | None = None
+    selection_path: str | None = None
+    selection_status: Literal["committed", "proposed"] | None = None
 
 
 def load_calibration_set(
     dataset: str,
     storage: Storage | None = None,
-    selection_dir: str | Path | None = "calibration",
+    selection_dir: str | Path | None = None,
+    *,
+    version: str | None = None,
+    proposal_dir: str | Path | None = None,
 ) -> CalibrationSet:
     """The stored calibration samples of ``dataset``, verified, never re-sampled.
 
-    The calibration manifest is schema-validated and every file it lists re-hashed; when the
-    committed selection (``{selection_dir}/{dataset}.yaml``) exists, the stored samples must be
-    exactly its ids.
+    The calibration manifest is schema-validated and every file it lists re-hashed, and the
+    stored selection must equal the committed selection of its dataset version
+    (``{selection_dir}/{dataset}@{version}.yaml``;
+    :func:`ordinal.data.verify_calibration_set`). A missing committed selection is an error.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name.
+    storage : Storage, optional
+        Storage backend (default: the local store).
+    selection_dir : path, optional
+        Folder of committed selections; None or ``''``: ``$ORDINAL_CALIBRATION_DIR``, else
+        the project's ``calibration/``.
+    version : str, optional
+        The dataset version the set must come from; None takes the stored set's version
+        (still checked against that version's committed selection).
+    proposal_dir : path, optional
+        Check against the selection *proposed* in this folder instead (a run that proposed
+        its selection); recorded as ``selection_status="proposed"``.
+
+    Raises
+    ------
+    ordinal.data.SelectionMissingError, ordinal.data.SelectionMismatchError
+        No committed selection; a stored selection that differs from it (with the difference).
+    ordinal.data.CalibrationError
+        A stored set of another version, or samples that are not its selection.
     """
     import hashlib
 
     from PIL import Image
 
-    from ordinal.artifacts.manifest import load_verified_manifest
-    from ordinal.data.calibration import load_selection, selection_path
+    from ordinal.data.calibration import verify_calibration_set
 
     storage = storage or open_storage()
-    key = layout.calibration_manifest(dataset)
-    manifest = load_verified_manifest(storage, key, phase="calibrate")
+    checked = verify_calibration_set(
+        dataset,
+        version,
+        storage=storage,
+        selection_dir=selection_dir,
+        proposal_dir=proposal_dir,
+    )
+    manifest = checked.manifest
     samples = manifest.output("samples")
     lines = storage.get_bytes(samples.path).decode("utf-8").splitlines()
     records = [json.loads(line) for line in lines if line.strip()]
@@ -214,20 +302,14 @@ def load_calibration_set(
             data = storage.get_bytes(layout.join(layout.calibration_dir(dataset), record["file"]))
             record["image"] = Image.open(io.BytesIO(data)).convert("RGB")
     ids = sorted(str(r["id"]) for r in records)
-    if selection_dir is not None:
-        committed = selection_path(dataset, selection_dir)
-        if committed.is_file():
-            expected = sorted(load_selection(committed).ids)
-            if expected != ids:
-                raise QuantizationError(
-                    f"stored calibration samples of {dataset!r} differ from the committed "
-                    f"selection {committed} ({len(ids)} vs {len(expected)} ids)"
-                )
     return CalibrationSet(
         records=records,
         dataset=dataset,
-        manifest_sha256=hashlib.sha256(storage.get_bytes(key)).hexdigest(),
+        manifest_sha256=hashlib.sha256(storage.get_bytes(checked.manifest_key)).hexdigest(),
         selection_ids_sha256=hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+        version=checked.selection.version,
+        selection_path=str(checked.selection_path),
+        selection_status=checked.status,
     )
 
 
@@ -334,6 +416,13 @@ def quantize_onnx(
     fp32_dir = Path(fp32_dir)
     fp32_path = fp32_dir / MODEL_FILE
     load_onnx(fp32_path)
+    family = model_family(fp32_dir)
+    if spec.fuse_graph and family not in FUSABLE_FAMILIES:
+        raise QuantizationError(
+            f"graph fusion does not apply to {family} models ({fp32_path}): "
+            f"{_WHY_NOT.get(('fused', family), 'no fusable attention')}; presets for {family}: "
+            f"{', '.join(presets_for(family))}"
+        )
     if spec.mode == "static" and len(calibration.records) < MIN_CALIBRATION:
         raise QuantizationError(
             f"calibration set {calibration.dataset!r} has {len(calibration.records)} samples; "

@@ -15,6 +15,8 @@ from pipelines.stack.credentials import get_secret
 NAME = "s3"
 ARTIFACT_BUCKET = "ordinal-mlflow-artifacts"
 BACKUP_BUCKET = "ordinal-backups"
+#: Datasets, models and reports of runs on the stack (``ordinal run --stack``).
+DATA_BUCKET = "ordinal-data"
 REGION = "us-east-1"
 
 
@@ -64,13 +66,37 @@ def is_ready(config: StackConfig) -> bool:
 
 
 def ensure_buckets(config: StackConfig) -> None:
-    """Create the artefact and backup buckets (idempotent); backups are versioned."""
+    """Create the artefact, data and backup buckets (idempotent), all versioned.
+
+    The backup bucket is created with object lock, and every new backup version is held in
+    COMPLIANCE mode for ``backup_retention_days``: within that time no one, not even the
+    stack's own credentials, can delete or overwrite a stored version (deleting a key only
+    adds a delete marker). An existing backup bucket made without object lock is reported,
+    since S3 cannot add the lock to it afterwards here.
+    """
     s3 = client(config)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for bucket in (ARTIFACT_BUCKET, BACKUP_BUCKET):
+    for bucket in (ARTIFACT_BUCKET, DATA_BUCKET):
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    if BACKUP_BUCKET not in existing:
+        s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
     s3.put_bucket_versioning(Bucket=BACKUP_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(
+        Bucket=BACKUP_BUCKET,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {
+                "DefaultRetention": {"Mode": "COMPLIANCE", "Days": config.backup_retention_days}
+            },
+        },
+    )
+
+
+def data_storage_url(prefix: str = "") -> str:
+    """The storage root of runs on the stack: ``s3://ordinal-data/{prefix}``."""
+    return f"s3://{DATA_BUCKET}/{prefix}".rstrip("/")
 
 
 def start(config: StackConfig, timeout: float = 60.0) -> None:

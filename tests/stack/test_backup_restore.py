@@ -270,3 +270,27 @@ def test_slow_drill_raises_an_alert(alerting, tiny_db: str) -> None:
     assert "objective" in webhook.received[-1]["text"]
     assert "#runbook-restore-drill-failed-or-slow" in webhook.received[-1]["text"]
     assert "restore drill took" in smtp.messages[-1]["Subject"]
+
+
+def test_stored_backups_are_held_by_object_lock(stack_config: StackConfig, tiny_db: str) -> None:
+    """docs/control-plane.md's claim, checked on the S3 server (moto enforces lock deletes):
+    every backup version is in COMPLIANCE mode until the retention ends and cannot be deleted,
+    not even with the stack's own credentials; deleting the key only hides it."""
+    from botocore.exceptions import ClientError
+
+    from pipelines.stack import s3
+
+    record = backup.take_backup(stack_config, tiny_db)
+    client = s3.client(stack_config)
+    head = client.head_object(Bucket=s3.BACKUP_BUCKET, Key=record.key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    held = head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.UTC)
+    days = stack_config.backup_retention_days
+    assert dt.timedelta(days=days - 1) < held <= dt.timedelta(days=days, minutes=1)
+    version = head["VersionId"]
+    with pytest.raises(ClientError) as refused:
+        client.delete_object(Bucket=s3.BACKUP_BUCKET, Key=record.key, VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    client.delete_object(Bucket=s3.BACKUP_BUCKET, Key=record.key)  # a delete marker only
+    kept = client.head_object(Bucket=s3.BACKUP_BUCKET, Key=record.key, VersionId=version)
+    assert kept["ContentLength"] == record.size
