@@ -291,6 +291,11 @@ class TofuProvisioner:
                     f"{error.code}: {error.message}",
                     stage=self.vm.stage,
                     attempt=number,
+                    instance_type=self.vm.instance_type,
+                    market=placement.market,
+                    zone=placement.zone,
+                    ami_id=self.platform.ami_id,
+                    instance_profile=self.platform.instance_profiles[self.vm.profile_key],
                     log=str(runner.log_path),
                 )
             if number == MAX_ATTEMPTS:

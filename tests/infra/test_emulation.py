@@ -38,9 +38,16 @@ def _ec2(url):
     )
 
 
+_AMI: list[str] = []
+
+
 def _ami(ec2):
-    images = ec2.describe_images(Owners=["amazon"])["Images"]
-    return sorted(i["ImageId"] for i in images if "ubuntu" in i["Name"].lower())[0]
+    if not _AMI:
+        images = ec2.describe_images(
+            Owners=["amazon"], Filters=[{"Name": "name", "Values": ["ubuntu/*"]}]
+        )["Images"]
+        _AMI.append(sorted(i["ImageId"] for i in images)[0])
+    return _AMI[0]
 
 
 @pytest.mark.parametrize("code", sorted(SPOT_ERRORS))

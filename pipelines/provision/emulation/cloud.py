@@ -53,6 +53,7 @@ class EmulatedCloud:
         self.instances: UserDataRunner | None = None
         self.platform_outputs: dict[str, Any] = {}
         self.platform_apply_seconds: float | None = None
+        self._ami: str | None = None
 
     # -- clients ---------------------------------------------------------------------------
     def client(self, service: str, region: str = REGION) -> Any:
@@ -111,9 +112,12 @@ class EmulatedCloud:
 
     def ami_id(self) -> str:
         """An image moto knows (AMI validation is on, so it must exist)."""
-        images = self.client("ec2").describe_images(Owners=["amazon"])["Images"]
-        linux = sorted(i["ImageId"] for i in images if "ubuntu" in i.get("Name", "").lower())
-        return linux[0]
+        if self._ami is None:
+            images = self.client("ec2").describe_images(
+                Owners=["amazon"], Filters=[{"Name": "name", "Values": ["ubuntu/*"]}]
+            )["Images"]
+            self._ami = sorted(i["ImageId"] for i in images)[0]
+        return self._ami
 
     def platform(self) -> Any:
         """The :class:`~pipelines.provision.tofu.Platform` for the provisioner."""

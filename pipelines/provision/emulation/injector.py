@@ -157,12 +157,17 @@ class FaultInjector:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def _reply(self, status: int, body: bytes, ctype: str = "text/xml") -> None:
+            def _reply(
+                self, status: int, body: bytes, ctype: str = "text/xml", close: bool = False
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                if close:
+                    self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
+                self.wfile.flush()
 
             def _control(self) -> None:
                 if self.command == "POST":
@@ -195,7 +200,10 @@ class FaultInjector:
                     if "x-www-form-urlencoded" in ctype:
                         fault = injector._take(parse_qs(body.decode("utf-8", "replace")))
                         if fault is not None:
-                            self._reply(*fault)
+                            # A fresh connection for whatever the client sends next: the
+                            # AWS SDK drops a pooled connection after a 5xx anyway.
+                            self.close_connection = True
+                            self._reply(*fault, close=True)
                             return
                 conn = http.client.HTTPConnection(*injector.upstream, timeout=120)
                 try:
