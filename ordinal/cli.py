@@ -6,14 +6,13 @@ the orchestration commands; the library itself never imports the pipeline layer.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from ordinal.data.text_files import read_text_records  # moved; kept importable from here
 from ordinal.export.cli import export_app
 from ordinal.heads import available_heads
 from ordinal.models import supported_model_types
@@ -29,35 +28,6 @@ except ImportError:  # pragma: no cover - only while the data layer is absent
     data_app = None
 else:
     app.add_typer(data_app, name="data", help="Ingest, preprocess and calibrate datasets.")
-
-
-def read_text_records(path: Path) -> list[dict[str, Any]]:
-    """Records ``{"id", "text", "label"}`` from a CSV or JSONL file with those columns."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no such data file: {path}")
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
-    elif path.suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    else:
-        raise ValueError(
-            f"{path}: expected a .csv or .jsonl file, got {path.suffix or 'no suffix'}"
-        )
-    records = []
-    for number, row in enumerate(rows, start=1):
-        missing = {"text", "label"} - set(row)
-        if missing:
-            raise ValueError(f"{path}: record {number} lacks the field(s) {sorted(missing)}")
-        try:
-            label = int(row["label"])
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{path}: record {number} has a non-integer label {row['label']!r}"
-            ) from None
-        records.append({"id": row.get("id", str(number)), "text": row["text"], "label": label})
-    return records
 
 
 def split_records(

@@ -8,13 +8,11 @@ dataset generators.
 
 from ordinal.data.add_source import AddedSource, add_source, target_registry_path
 from ordinal.data.calibration import (
-    CalibrationSelection,
-    CalibrationSpec,
+    CalibrationResult,
+    VerifiedCalibrationSet,
     calibrate,
-    load_selection,
     select_calibration,
-    verify_selection,
-    write_selection,
+    verify_calibration_set,
 )
 from ordinal.data.columns import Columns
 from ordinal.data.demo_images import SHAPE_LABELS, make_shape_records, write_shapes
@@ -28,6 +26,8 @@ from ordinal.data.errors import (
     RawDataConflictError,
     RegistryError,
     RejectionThresholdError,
+    SelectionMismatchError,
+    SelectionMissingError,
     SourceChecksumError,
     SourceExistsError,
     SourceFetchError,
@@ -47,6 +47,20 @@ from ordinal.data.preprocess import (
     preprocess_image_folder,
     preprocess_text_file,
 )
+from ordinal.data.selection import (
+    SELECTION_DIR_ENV,
+    CalibrationSelection,
+    CalibrationSpec,
+    SelectionDiff,
+    default_selection_dir,
+    diff_selections,
+    load_committed_selection,
+    load_selection,
+    proposal_path,
+    selection_path,
+    verify_selection,
+    write_selection,
+)
 from ordinal.data.sources import (
     SourceRegistry,
     SourceSpec,
@@ -56,14 +70,17 @@ from ordinal.data.sources import (
     packaged_registry_path,
 )
 from ordinal.data.splits import SplitSpec, assign_split
+from ordinal.data.text_files import read_text_records
 
 __all__ = [
     "PREPROCESS_OPTIONS",
     "REASON_CODES",
     "REVIEW_LABELS",
+    "SELECTION_DIR_ENV",
     "SHAPE_LABELS",
     "AddedSource",
     "CalibrationError",
+    "CalibrationResult",
     "CalibrationSelection",
     "CalibrationSpec",
     "Columns",
@@ -80,6 +97,9 @@ __all__ = [
     "RawDataConflictError",
     "RegistryError",
     "RejectionThresholdError",
+    "SelectionDiff",
+    "SelectionMismatchError",
+    "SelectionMissingError",
     "SourceChecksumError",
     "SourceExistsError",
     "SourceFetchError",
@@ -87,14 +107,18 @@ __all__ = [
     "SourceRegistry",
     "SourceSpec",
     "SplitSpec",
+    "VerifiedCalibrationSet",
     "add_source",
     "assign_split",
     "calibrate",
     "dataset_labels",
     "default_registry_path",
+    "default_selection_dir",
+    "diff_selections",
     "fetch_source",
     "ingest",
     "label_declaration_problems",
+    "load_committed_selection",
     "load_registry",
     "load_selection",
     "load_split",
@@ -105,8 +129,12 @@ __all__ = [
     "preprocess",
     "preprocess_image_folder",
     "preprocess_text_file",
+    "proposal_path",
+    "read_text_records",
     "select_calibration",
+    "selection_path",
     "target_registry_path",
+    "verify_calibration_set",
     "verify_selection",
     "write_reviews",
     "write_selection",

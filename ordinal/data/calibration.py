@@ -3,9 +3,13 @@
 The selection is stratified by label and by input size (text length in characters, image
 area in pixels), drawn from the training split only, and deterministic under a seed: within
 each stratum records are ranked by ``sha256(seed, id)``, so the choice does not depend on
-file order. The spec and the selected ids are written to ``calibration/{dataset}.yaml`` in
-the repository (see :func:`write_selection`) so a quantisation run can be reproduced
-exactly, and the samples themselves to ``datasets/processed/{dataset}/calibration/``.
+file order. The samples are stored in ``datasets/processed/{dataset}/calibration/``.
+
+The committed selection of the dataset version (``calibration/{dataset}@{version}.yaml``,
+:mod:`ordinal.data.selection`) is the authority: :func:`calibrate` refuses a drawn selection
+that differs from it, or a dataset version that has none, unless it is asked to *propose* a
+selection, which it then writes for review beside (never over) the committed file.
+:func:`verify_calibration_set` checks a stored calibration set against it before use.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict
 
 from ordinal.artifacts import layout
 from ordinal.artifacts.manifest import (
@@ -34,40 +37,56 @@ from ordinal.artifacts.manifest import (
     write_manifest,
 )
 from ordinal.artifacts.storage import Storage, open_storage, staging_dir
-from ordinal.data.errors import CalibrationError
+from ordinal.data.errors import (
+    CalibrationError,
+    SelectionMismatchError,
+    SelectionMissingError,
+)
+from ordinal.data.selection import (
+    MAX_SIZE,
+    MIN_SIZE,
+    SELECTION_DIR_ENV,
+    CalibrationSelection,
+    CalibrationSpec,
+    SelectionDiff,
+    default_selection_dir,
+    diff_selections,
+    load_committed_selection,
+    load_selection,
+    proposal_path,
+    propose_command,
+    selection_path,
+    verify_selection,
+    write_proposal,
+    write_selection,
+)
 
-SELECTION_SCHEMA_VERSION = 1
-MIN_SIZE = 100
-MAX_SIZE = 500
+__all__ = [
+    "MAX_SIZE",
+    "MIN_SIZE",
+    "SELECTION_DIR_ENV",
+    "CalibrationResult",
+    "CalibrationSelection",
+    "CalibrationSpec",
+    "Candidate",
+    "SelectionDiff",
+    "VerifiedCalibrationSet",
+    "calibrate",
+    "default_selection_dir",
+    "diff_selections",
+    "load_selection",
+    "proposal_path",
+    "select_calibration",
+    "selection_path",
+    "size_edges",
+    "verify_calibration_set",
+    "verify_selection",
+    "write_selection",
+]
+
+SelectionStatus = Literal["committed", "proposed"]
 
 Progress = Callable[[str, int, int], None]
-
-
-class CalibrationSpec(BaseModel):
-    """How to draw a calibration set.
-
-    Attributes
-    ----------
-    size : int
-        Number of samples, 100-500 inclusive (outside that range is an error).
-    seed : int
-        Seed of the within-stratum ranking.
-    size_bins : int
-        Number of quantile bins of input size (text length / image area) per label.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    size: int = 200
-    seed: int = 0
-    size_bins: int = Field(default=4, ge=1, le=20)
-
-    @field_validator("size")
-    @classmethod
-    def _in_range(cls, value: int) -> int:
-        if not MIN_SIZE <= value <= MAX_SIZE:
-            raise ValueError(f"calibration size must be in [{MIN_SIZE}, {MAX_SIZE}], got {value}")
-        return value
 
 
 class Candidate(BaseModel):
@@ -80,55 +99,38 @@ class Candidate(BaseModel):
     size: int
 
 
-class CalibrationSelection(BaseModel):
-    """The committed selection (``calibration/{dataset}.yaml``).
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What :func:`calibrate` drew, checked and wrote.
 
     Attributes
     ----------
-    dataset, version : str
-        The processed dataset version the samples come from.
-    spec : CalibrationSpec
-        How they were drawn.
-    train_sha256 : str
-        sha256 of the training split file the candidates were read from.
-    kind : {"text", "image"}
-        What the ``size`` of a record measured.
-    strata : dict
-        Selected count per ``label/bin`` stratum (readable summary).
-    ids : list of str
-        The selected ids, sorted.
+    selection : CalibrationSelection
+        The drawn selection (equal to the committed one unless ``status`` is ``proposed``).
+    manifest_key : str
+        Key of the stored calibration set's manifest.
+    manifest : Manifest
+        That manifest.
+    selection_path : Path
+        The committed selection file of the dataset version (it exists and equals
+        ``selection`` when ``status`` is ``committed``; in propose mode it may not exist).
+    status : {"committed", "proposed"}
+        ``committed``: the drawn selection is the committed one. ``proposed``: it was written
+        for review to ``proposal_path`` and is not committed.
+    proposal_path : Path or None
+        The proposed selection file (propose mode only).
+    proposal_diff : SelectionDiff or None
+        Propose mode: how the proposal differs from the committed selection (None when
+        there is no committed selection; empty when they are equal).
     """
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: Literal[1] = SELECTION_SCHEMA_VERSION
-    dataset: str
-    version: str
-    kind: Literal["text", "image"]
-    spec: CalibrationSpec
-    train_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size_edges: list[int]
-    strata: dict[str, int]
-    ids: list[str]
-
-    def to_yaml(self) -> str:
-        """Serialise deterministically (fixed key order, one id per line)."""
-        data = self.model_dump(mode="json")
-        header = (
-            "# Calibration selection: the exact samples a quantisation run calibrates on.\n"
-            "# Generated by `ordinal data calibrate`; regenerate, never edit by hand.\n"
-        )
-        return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-
-
-@dataclass(frozen=True)
-class CalibrationResult:
-    """What :func:`calibrate` wrote."""
 
     selection: CalibrationSelection
     manifest_key: str
     manifest: Manifest
-    selection_path: Path | None
+    selection_path: Path
+    status: SelectionStatus = "committed"
+    proposal_path: Path | None = None
+    proposal_diff: SelectionDiff | None = None
 
 
 def _rank(seed: int, rid: str) -> bytes:
@@ -244,16 +246,65 @@ def calibrate(
     storage: Storage | str | None = None,
     endpoint_url: str | None = None,
     selection_dir: str | os.PathLike[str] | None = None,
+    propose: bool = False,
+    proposal_dir: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> CalibrationResult:
-    """Draw a calibration set from a processed dataset's training split and store it.
+    """Draw a calibration set from a processed dataset's training split, check it, store it.
 
     The processed manifest is schema-validated and the training split's checksum verified
-    before it is read. Writes ``datasets/processed/{dataset}/calibration/`` (``samples.jsonl``,
-    images for image datasets, ``selection.yaml``, ``manifest.json``) and, when
-    ``selection_dir`` is given, ``{selection_dir}/{dataset}.yaml`` for version control.
+    before it is read. The drawn selection must equal the committed selection of this
+    dataset version (``{selection_dir}/{dataset}@{version}.yaml``) unless ``propose`` is set.
+    Only then is ``datasets/processed/{dataset}/calibration/`` written (``samples.jsonl``,
+    images for image datasets, ``selection.yaml``, ``manifest.json``).
+
+    Parameters
+    ----------
+    dataset, version : str
+        The processed dataset version.
+    spec : CalibrationSpec, optional
+        Size, seed and size bins (default ``CalibrationSpec()``).
+    storage : Storage or str, optional
+        Storage backend or root URL (default: the local store).
+    endpoint_url : str, optional
+        S3-compatible endpoint for an ``s3://`` root.
+    selection_dir : path, optional
+        Folder of committed selections; None or ``''`` is ``$ORDINAL_CALIBRATION_DIR``, else
+        the project's ``calibration/`` (:func:`ordinal.data.selection.default_selection_dir`).
+    propose : bool
+        Write the drawn selection for review instead of requiring it to be the committed one
+        (to ``proposal_dir``, default ``{selection_dir}/proposed/``; never over the committed
+        file). The stored set is written either way; quantisation accepts it only against the
+        committed selection, or against the proposal when it is asked to.
+    proposal_dir : path, optional
+        Where a proposal goes (propose mode).
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Raises
+    ------
+    SelectionMissingError
+        No committed selection for the dataset version (and not ``propose``); nothing written.
+    SelectionMismatchError
+        The drawn selection differs from the committed one (and not ``propose``); carries the
+        difference; nothing written.
+    CalibrationError
+        Too few training records; a proposal that cannot be written.
     """
     spec = spec or CalibrationSpec()
+    committed: CalibrationSelection | None = None
+    committed_path = selection_path(dataset, version, selection_dir)
+    if propose:
+        if committed_path.is_file():
+            try:
+                committed = load_selection(committed_path)
+            except CalibrationError:  # an unreadable committed file is what a proposal replaces
+                committed = None
+    else:
+        # Before any data is read: a missing committed selection is an error, not a skip.
+        committed, committed_path = load_committed_selection(
+            dataset, version, selection_dir, spec=spec
+        )
     store = (
         storage
         if storage is not None and not isinstance(storage, str)
@@ -285,6 +336,15 @@ def calibrate(
             strata=strata,
             ids=ids,
         )
+        diff = diff_selections(committed, selection) if committed is not None else None
+        proposal = None
+        if propose:
+            proposal = write_proposal(
+                selection, selection_dir=selection_dir, proposal_dir=proposal_dir
+            )
+        else:
+            assert committed is not None
+            verify_selection(committed, selection, path=committed_path)
         wanted = set(ids)
         chosen = sorted((r for r in records if r["id"] in wanted), key=lambda r: r["id"])
         out = stage / "out"
@@ -317,6 +377,7 @@ def calibrate(
     by_label = Counter(r["label"] for r in chosen)
     counts = {"candidates": len(records), "selected": len(ids)}
     counts.update({f"label_{i}": by_label.get(i, 0) for i in range(len(labels))})
+    status: SelectionStatus = "proposed" if propose else "committed"
     manifest = new_manifest(
         phase="calibrate",
         dataset=dataset,
@@ -324,68 +385,153 @@ def calibrate(
         inputs=inputs,
         outputs=outputs,
         record_counts=counts,
-        parameters={"spec": spec.model_dump(mode="json"), "kind": kind, "labels": labels},
+        parameters={
+            "spec": spec.model_dump(mode="json"),
+            "kind": kind,
+            "labels": labels,
+            "selection": {"status": status, "file": selection.file_name},
+        },
         experiment_id=processed.experiment_id,
     )
     manifest_key = layout.calibration_manifest(dataset)
     write_manifest(store, manifest_key, manifest)
-    path = None
-    if selection_dir is not None:
-        path = write_selection(selection, selection_dir)
-    return CalibrationResult(selection, manifest_key, manifest, path)
+    return CalibrationResult(
+        selection,
+        manifest_key,
+        manifest,
+        committed_path,
+        status,
+        proposal,
+        diff if propose else None,
+    )
 
 
-def selection_path(dataset: str, directory: str | os.PathLike[str] = "calibration") -> Path:
-    """Return ``{directory}/{dataset}.yaml``."""
-    return Path(directory) / f"{layout.check_component(dataset, 'dataset')}.yaml"
+@dataclass(frozen=True)
+class VerifiedCalibrationSet:
+    """A stored calibration set whose selection was checked (:func:`verify_calibration_set`).
+
+    Attributes
+    ----------
+    manifest : Manifest
+        The calibration manifest (schema-validated, every file re-hashed).
+    manifest_key : str
+        Its key.
+    selection : CalibrationSelection
+        The stored selection (equal to the one it was checked against).
+    selection_path : Path
+        The file it was checked against: the committed selection, or a proposal.
+    status : {"committed", "proposed"}
+        Which of the two it was.
+    """
+
+    manifest: Manifest
+    manifest_key: str
+    selection: CalibrationSelection
+    selection_path: Path
+    status: SelectionStatus
 
 
-def write_selection(selection: CalibrationSelection, directory: str | os.PathLike[str]) -> Path:
-    """Write the commit-ready selection file ``{directory}/{dataset}.yaml`` (atomically)."""
-    path = selection_path(selection.dataset, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(selection.to_yaml(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+def verify_calibration_set(
+    dataset: str,
+    version: str | None = None,
+    *,
+    storage: Storage | str | None = None,
+    endpoint_url: str | None = None,
+    selection_dir: str | os.PathLike[str] | None = None,
+    proposal_dir: str | os.PathLike[str] | None = None,
+) -> VerifiedCalibrationSet:
+    """Check the stored calibration set of ``dataset`` against the committed selection.
 
+    The calibration manifest is schema-validated and every file it lists re-hashed; the
+    stored selection must be for ``version`` (default: the version it was drawn from) and
+    equal, field for field, the committed selection of that version; the stored samples must
+    be exactly its ids.
 
-def load_selection(path: str | os.PathLike[str]) -> CalibrationSelection:
-    """Read and validate a committed selection file.
+    Parameters
+    ----------
+    dataset : str
+        Dataset name.
+    version : str, optional
+        The dataset version the set must come from; None accepts the stored set's version
+        (still checked against that version's committed selection).
+    storage, endpoint_url
+        As for :func:`calibrate`.
+    selection_dir : path, optional
+        Folder of committed selections (None or ``''``: the default, as for :func:`calibrate`).
+    proposal_dir : path, optional
+        Check against the *proposed* selection in this folder instead (a run that proposed
+        its selection, :func:`calibrate` with ``propose=True`` and the same ``proposal_dir``).
+        The result says ``status="proposed"``.
 
     Raises
     ------
+    SelectionMissingError
+        No committed selection (or no proposal in ``proposal_dir``).
+    SelectionMismatchError
+        The stored selection differs from it (carries the difference).
     CalibrationError
-        If the file is missing or invalid.
+        The stored set is of another version, or its samples are not its selection.
+    ManifestError, InputChangedError
+        A missing or invalid manifest; a stored file that changed.
     """
-    p = Path(path)
+    store = (
+        storage
+        if storage is not None and not isinstance(storage, str)
+        else open_storage(storage, endpoint_url=endpoint_url)
+    )
+    key = layout.calibration_manifest(dataset)
+    manifest = load_verified_manifest(store, key, phase="calibrate")
+    stored_version = manifest.dataset.version
+    if version is not None and stored_version != version:
+        raise CalibrationError(
+            f"the stored calibration set of {dataset!r} was drawn from {dataset}/"
+            f"{stored_version}, not {dataset}/{version}: run `ordinal data calibrate {dataset} "
+            f"--version {version}` (library: calibrate({dataset!r}, {version!r}))"
+        )
+    version = stored_version
     try:
-        data = yaml.safe_load(p.read_text("utf-8"))
-        return CalibrationSelection.model_validate(data)
-    except FileNotFoundError:
-        raise CalibrationError(f"calibration selection not found: {p}") from None
-    except (yaml.YAMLError, ValueError) as exc:
-        raise CalibrationError(f"invalid calibration selection {p}: {exc}") from None
-
-
-def verify_selection(committed: CalibrationSelection, regenerated: CalibrationSelection) -> None:
-    """Refuse a regenerated selection that differs from the committed one.
-
-    Raises
-    ------
-    CalibrationError
-        Naming what differs (the training data, the spec, or the ids).
-    """
-    if committed.train_sha256 != regenerated.train_sha256:
-        raise CalibrationError(
-            f"training split changed: committed sha256 {committed.train_sha256}, "
-            f"now {regenerated.train_sha256}"
+        stored = CalibrationSelection.model_validate(
+            _yaml_load(store.get_bytes(manifest.output("selection").path))
         )
-    if committed.spec != regenerated.spec:
-        raise CalibrationError(f"spec differs: committed {committed.spec}, now {regenerated.spec}")
-    if committed.ids != regenerated.ids:
-        missing = sorted(set(committed.ids) - set(regenerated.ids))[:5]
-        extra = sorted(set(regenerated.ids) - set(committed.ids))[:5]
+    except ValueError as exc:
         raise CalibrationError(
-            f"selected ids differ: e.g. committed-only {missing}, regenerated-only {extra}"
+            f"invalid stored calibration selection of {dataset}: {exc}"
+        ) from None
+    status: SelectionStatus
+    if proposal_dir is not None and str(proposal_dir) != "":
+        path = proposal_path(dataset, version, proposal_dir=proposal_dir)
+        if not path.is_file():
+            raise SelectionMissingError(
+                dataset, version, str(path), next_step=propose_command(dataset, version)
+            )
+        reference, status = load_selection(path), "proposed"
+    else:
+        reference, path = load_committed_selection(dataset, version, selection_dir)
+        status = "committed"
+    diff = diff_selections(reference, stored)
+    if diff:
+        raise SelectionMismatchError(
+            dataset,
+            version,
+            str(path),
+            diff,
+            next_step=propose_command(dataset, version, stored.spec),
+            what="stored",
         )
+    lines = store.get_bytes(manifest.output("samples").path).decode("utf-8").splitlines()
+    sample_ids = sorted(str(json.loads(line)["id"]) for line in lines if line.strip())
+    if sample_ids != stored.ids:
+        raise CalibrationError(
+            f"the stored calibration samples of {dataset}/{version} are not its selection "
+            f"({len(sample_ids)} samples, {len(stored.ids)} selected ids)"
+        )
+    return VerifiedCalibrationSet(manifest, key, stored, path, status)
+
+
+def _yaml_load(data: bytes) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(data.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(str(exc)) from None

@@ -19,16 +19,11 @@ from rich.table import Table
 
 from ordinal.data._records import parse_list
 from ordinal.data.add_source import add_source
-from ordinal.data.calibration import (
-    CalibrationSpec,
-    calibrate,
-    load_selection,
-    selection_path,
-    verify_selection,
-)
+from ordinal.data.calibration import calibrate
 from ordinal.data.errors import RegistryError, SourceExistsError
 from ordinal.data.ingest import ingest
 from ordinal.data.preprocess import PreprocessSpec, preprocess
+from ordinal.data.selection import SELECTION_DIR_ENV, CalibrationSpec
 from ordinal.data.splits import SplitSpec
 from ordinal.exceptions import OrdinalError
 
@@ -450,23 +445,40 @@ def calibrate_cmd(
         "size_bins"
     ].default,
     selection_dir: Annotated[
-        Path, typer.Option(help="Where the commit-ready {dataset}.yaml is written.")
-    ] = Path("calibration"),
-    check: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=SELECTION_DIR_ENV,
+            help="Folder of committed selections ({dataset}@{version}.yaml); default: the "
+            "project's calibration/ (never the current folder).",
+        ),
+    ] = None,
+    propose: Annotated[
         bool,
-        typer.Option(help="Do not write the selection file; fail if it differs from it."),
+        typer.Option(
+            "--propose",
+            help="Write the drawn selection for review (to --proposal-dir) instead of "
+            "failing when it differs from the committed one, or when there is none.",
+        ),
     ] = False,
+    proposal_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where --propose writes (default: {selection dir}/proposed/)."),
+    ] = None,
     storage: StorageOpt = None,
     endpoint_url: EndpointOpt = None,
 ) -> None:
-    """Draw a stratified calibration set from the training split and record the selection."""
+    """Draw a stratified calibration set from the training split and check it against the
+    committed selection of the dataset version (or, with --propose, write it for review).
+
+    Without --propose a drawn selection that differs from the committed one, or a dataset
+    version without one, fails (exit 1) and stores nothing.
+    """
     console = _console()
     try:
         spec = CalibrationSpec(size=size, seed=seed, size_bins=size_bins)
     except ValidationError as exc:
         raise _fail(console, exc, 2) from None
     try:
-        committed = load_selection(selection_path(dataset, selection_dir)) if check else None
         with _progress(console, "calibrate") as progress:
             result = calibrate(
                 dataset,
@@ -474,11 +486,11 @@ def calibrate_cmd(
                 spec=spec,
                 storage=storage,
                 endpoint_url=endpoint_url,
-                selection_dir=None if check else selection_dir,
+                selection_dir=selection_dir,
+                propose=propose,
+                proposal_dir=proposal_dir,
                 progress=progress,
             )
-        if committed is not None:
-            verify_selection(committed, result.selection)
     except OrdinalError as exc:
         raise _fail(console, exc) from None
     sel = result.selection
@@ -489,10 +501,26 @@ def calibrate_cmd(
         ("size bin edges", ", ".join(map(str, sel.size_edges))),
         ("train sha256", sel.train_sha256),
         ("manifest", result.manifest_key),
-        (
-            "selection file",
-            "matches committed file" if check else str(result.selection_path),
-        ),
     ]
+    if result.status == "committed":
+        rows.append(("selection", f"matches the committed {result.selection_path}"))
+    else:
+        rows.append(("selection", f"PROPOSED, not committed: {result.proposal_path}"))
     rows += [(f"stratum {k}", str(v)) for k, v in sel.strata.items()]
     console.print(_table(f"calibrate {dataset}", rows))
+    if result.status == "proposed":
+        diff = result.proposal_diff
+        if diff is None:
+            console.print(f"There is no committed selection at {result.selection_path}.")
+        elif not diff:
+            console.print(f"The proposal equals the committed {result.selection_path}.")
+        else:
+            console.print(
+                f"The proposal differs from the committed {result.selection_path}:\n"
+                + "\n".join(diff.lines("proposed")),
+                soft_wrap=True,
+                markup=False,
+            )
+        # Plain print: the paths must survive copy and paste whatever the terminal width.
+        print(f"proposed selection written for review: {result.proposal_path}")
+        print(f"to adopt it, review it and commit it as {result.selection_path}")

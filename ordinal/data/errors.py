@@ -163,3 +163,84 @@ class RejectionThresholdError(DataError):
 
 class CalibrationError(DataError, ValueError):
     """A calibration request that cannot be met (too few records, selection mismatch)."""
+
+
+class SelectionMissingError(CalibrationError):
+    """No committed calibration selection for a dataset version (a check cannot be skipped).
+
+    Attributes
+    ----------
+    dataset, version : str
+        The dataset version.
+    path : str
+        Where the committed selection was looked for.
+    next_step : str
+        The command that proposes a selection for review.
+    legacy : str or None
+        A selection in the old one-file-per-dataset layout, if one is there.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        version: str,
+        path: str,
+        *,
+        next_step: str,
+        legacy: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.version = version
+        self.path = path
+        self.next_step = next_step
+        self.legacy = legacy
+        old = (
+            f" ({legacy} is a selection in the old per-dataset layout: if it is this "
+            f"version's, move it to {path})"
+            if legacy
+            else ""
+        )
+        super().__init__(
+            f"no committed calibration selection for {dataset}/{version}: {path} does not "
+            f"exist{old}. Next step: draw one for review with `{next_step}` (library: "
+            f"calibrate(..., propose=True)), review the file it writes and commit it as {path}"
+        )
+
+
+class SelectionMismatchError(CalibrationError):
+    """A drawn (or stored) calibration selection that differs from the committed one.
+
+    Attributes
+    ----------
+    dataset, version : str
+        The dataset version.
+    path : str or None
+        The committed selection file.
+    diff : ordinal.data.selection.SelectionDiff
+        What differs: counts, ids added and removed, spec fields, other fields, strata.
+    next_step : str
+        The command that proposes the drawn selection for review.
+    """
+
+    def __init__(
+        self,
+        dataset: str,
+        version: str,
+        path: str | None,
+        diff: Any,
+        *,
+        next_step: str,
+        what: str = "drawn",
+    ) -> None:
+        self.dataset = dataset
+        self.version = version
+        self.path = path
+        self.diff = diff
+        self.next_step = next_step
+        where = f" ({path})" if path else ""
+        lines = "\n".join(diff.lines(what))
+        super().__init__(
+            f"the {what} calibration selection of {dataset}/{version} differs from the "
+            f"committed one{where}:\n{lines}\nIf the new selection is intended, propose it "
+            f"for review: `{next_step}` (library: calibrate(..., propose=True))"
+        )

@@ -67,6 +67,7 @@ def isolated(tmp_path, monkeypatch):
         "ORDINAL_STORAGE_URL",
         "ORDINAL_S3_ENDPOINT_URL",
         "ORDINAL_SOURCES",
+        "ORDINAL_CALIBRATION_DIR",
         "ORDINAL_EXPERIMENT_ID",
         "AWS_PROFILE",
         "AWS_ENDPOINT_URL",

@@ -13,6 +13,7 @@ from ordinal.artifacts import InputChangedError, layout, read_manifest
 from ordinal.data import (
     CalibrationError,
     CalibrationSpec,
+    SelectionMismatchError,
     calibrate,
     ingest,
     load_selection,
@@ -105,6 +106,7 @@ def test_calibrate_draws_from_train_only_and_records_everything(tmp_path, local_
         spec=CalibrationSpec(size=120),
         storage=local_store,
         selection_dir=tmp_path / "cal",
+        propose=True,
     )
     train_ids = {
         json.loads(x)["id"]
@@ -124,24 +126,33 @@ def test_calibrate_draws_from_train_only_and_records_everything(tmp_path, local_
     assert m.phase == "calibrate"
     assert m.record_counts["selected"] == 120
     assert m.inputs[1].sha256 == res.selection.train_sha256
-    committed = load_selection(tmp_path / "cal" / "ds.yaml")
-    assert committed == res.selection
-    verify_selection(committed, res.selection)
-    assert (tmp_path / "cal" / "ds.yaml").read_text() == local_store.get_bytes(
+    proposed = load_selection(tmp_path / "cal" / "proposed" / "ds@v1.yaml")
+    assert proposed == res.selection
+    verify_selection(proposed, res.selection)
+    assert (tmp_path / "cal" / "proposed" / "ds@v1.yaml").read_text() == local_store.get_bytes(
         "datasets/processed/ds/calibration/selection.yaml"
     ).decode()
 
 
 def test_verify_selection_names_what_differs(tmp_path, local_store):
     _processed(tmp_path, local_store)
-    a = calibrate("ds", "v1", spec=CalibrationSpec(size=100), storage=local_store).selection
-    b = calibrate("ds", "v1", spec=CalibrationSpec(size=100, seed=1), storage=local_store).selection
-    with pytest.raises(CalibrationError, match="spec differs"):
+
+    def draw(seed):
+        spec = CalibrationSpec(size=100, seed=seed)
+        return calibrate(
+            "ds", "v1", spec=spec, storage=local_store, propose=True, proposal_dir=tmp_path / "p"
+        ).selection
+
+    a, b = draw(0), draw(1)
+    with pytest.raises(SelectionMismatchError, match="spec.seed: committed 0, drawn 1"):
         verify_selection(a, b)
-    with pytest.raises(CalibrationError, match="selected ids differ"):
+    with pytest.raises(SelectionMismatchError, match=r"ids: committed 100, drawn 100; \d+ added"):
         verify_selection(a, b.model_copy(update={"spec": a.spec}))
-    with pytest.raises(CalibrationError, match="training split changed"):
+    with pytest.raises(SelectionMismatchError, match="the training split changed"):
         verify_selection(a, a.model_copy(update={"train_sha256": "0" * 64}))
+    with pytest.raises(SelectionMismatchError, match="ids: committed not sorted and unique"):
+        verify_selection(a.model_copy(update={"ids": a.ids[::-1]}), a)
+    verify_selection(a, a.model_copy())
 
 
 def test_calibrate_refuses_changed_train_split(tmp_path, local_store):
@@ -149,7 +160,7 @@ def test_calibrate_refuses_changed_train_split(tmp_path, local_store):
     train = local_store.root / "datasets/processed/ds/v1/train/records.jsonl"
     train.write_text(train.read_text().replace("word", "WORD", 1))
     with pytest.raises(InputChangedError, match=r"train/records\.jsonl"):
-        calibrate("ds", "v1", storage=local_store)
+        calibrate("ds", "v1", storage=local_store, propose=True, proposal_dir=tmp_path / "p")
 
 
 def test_load_selection_errors(tmp_path):
@@ -162,22 +173,29 @@ def test_load_selection_errors(tmp_path):
 
 @pytest.mark.parametrize("dataset", ["reviews", "shapes"])
 def test_committed_demo_selections_regenerate_exactly(demo_store, dataset, tmp_path):
-    committed = load_selection(REPO / "calibration" / f"{dataset}.yaml")
+    """The committed files of the demo datasets (v1, default spec) are what a run draws, byte
+    for byte; the run finds them in the project's calibration/ by default."""
+    path = REPO / "calibration" / f"{dataset}@v1.yaml"
+    committed = load_selection(path)
+    assert (committed.dataset, committed.version) == (dataset, "v1")
     assert committed.spec == CalibrationSpec()  # default parameters
-    res = calibrate(dataset, "v1", spec=committed.spec, storage=demo_store, selection_dir=tmp_path)
-    assert res.selection.ids == committed.ids
-    assert res.selection.train_sha256 == committed.train_sha256
-    verify_selection(committed, res.selection)
-    # Byte for byte what is committed, so a regenerated file shows no diff.
-    assert (tmp_path / f"{dataset}.yaml").read_bytes() == (
-        REPO / "calibration" / f"{dataset}.yaml"
-    ).read_bytes()
+    res = calibrate(dataset, "v1", spec=committed.spec, storage=demo_store)
+    assert res.status == "committed" and res.selection_path == path
+    assert res.selection == committed
+    # A proposal of the same draw is byte for byte the committed file (no diff to review).
+    proposed = calibrate(
+        dataset, "v1", storage=demo_store, propose=True, proposal_dir=tmp_path
+    ).proposal_path
+    assert proposed == tmp_path / f"{dataset}@v1.yaml"
+    assert proposed.read_bytes() == path.read_bytes()
     if dataset == "shapes":
         images = demo_store.list("datasets/processed/shapes/calibration/images")
         assert len(images) == len(committed.ids)
 
 
-def test_write_selection_refuses_unsafe_dataset_names(tmp_path, demo_store):
-    sel = load_selection(REPO / "calibration" / "reviews.yaml")
+def test_write_selection_refuses_unsafe_dataset_names(tmp_path):
+    sel = load_selection(REPO / "calibration" / "reviews@v1.yaml")
     with pytest.raises(ValueError):
         write_selection(sel.model_copy(update={"dataset": "../x"}), tmp_path)
+    with pytest.raises(ValueError):
+        write_selection(sel.model_copy(update={"version": "v1/../../x"}), tmp_path)

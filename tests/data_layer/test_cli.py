@@ -40,17 +40,20 @@ def test_ingest_preprocess_calibrate(env):
     assert "label distribution" in res.output
     cal = env / "cal"
     res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(cal))
+    assert res.exit_code == 1  # no committed selection yet: the next step is --propose
+    assert "--propose" in res.output
+    res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(cal), "--propose")
     assert res.exit_code == 0, res.output
-    assert (cal / "ds.yaml").is_file()
+    assert (cal / "proposed" / "ds@v1.yaml").is_file()
+    assert not (cal / "ds@v1.yaml").exists()
     assert "selected" in res.output
-    res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(cal), "--check")
+    (cal / "proposed" / "ds@v1.yaml").rename(cal / "ds@v1.yaml")
+    res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(cal))
     assert res.exit_code == 0, res.output
-    assert "matches committed file" in res.output
-    res = _run(
-        "calibrate", "ds", "--size", "100", "--seed", "5", "--selection-dir", str(cal), "--check"
-    )
+    assert "matches the committed" in res.output
+    res = _run("calibrate", "ds", "--size", "100", "--seed", "5", "--selection-dir", str(cal))
     assert res.exit_code == 1
-    assert "spec differs" in res.output
+    assert "spec.seed: committed 0, drawn 5" in res.output
 
 
 def test_errors_exit_non_zero_with_a_message(env):
@@ -86,5 +89,5 @@ def test_parquet_output_through_the_cli(env):
     res = _run("preprocess", "ds", "--format", "parquet", "--no-dedupe")
     assert res.exit_code == 0, res.output
     assert (env / "store/datasets/processed/ds/v1/train/records.parquet").is_file()
-    res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(env / "cal"))
+    res = _run("calibrate", "ds", "--size", "100", "--selection-dir", str(env / "cal"), "--propose")
     assert res.exit_code == 0, res.output
