@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pipelines.errors import PipelineError
 from pipelines.notebooks import StepResult
+from pipelines.ownership import die_with_parent
 from pipelines.tasks import read_step_result, step_task
 from pipelines.tracking import Tracking
 
@@ -248,6 +249,8 @@ class LocalProvisioner(Provisioner):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # teardown stops the worker's whole process group
+            # Dies with this process (Linux): a kill -9 of the orchestrator leaves no worker.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         threading.Thread(
             target=_tee, args=(process, folder / "worker.log"), daemon=True, name=worker
