@@ -4,6 +4,7 @@ a release after its policy passed, record that a service consumed a bundle."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from ordinal.artifacts.checksums import sha256_file
 from ordinal.artifacts.storage import Storage
 from ordinal.release.audit import AuditLog, AuditRecord
 from ordinal.release.bundle import BUNDLE_FILE, VerifiedBundle, build_bundle, verify_bundle
+from ordinal.release.errors import PromotionRefusedError
 from ordinal.release.policy import PolicyEvaluation
 from ordinal.release.registry import Registry
 from ordinal.release.run_source import collect_run
@@ -77,12 +79,25 @@ def promote_release(
 
     The audit record's evidence holds the whole policy evaluation and who approved.
 
+    The stored release is fetched and verified first (signature, trusted key, every file
+    digest), and must be the exact ``bundle.json`` the policy was evaluated on.
+
     Raises
     ------
     PromotionRefusedError
-        A criterion did not pass (missing evidence included).
+        A criterion did not pass (missing evidence included), or the stored bundle is not the
+        one evaluated.
+    BundleVerificationError
+        The stored bundle fails verification.
     """
     evaluation.require()
+    with tempfile.TemporaryDirectory(prefix="promote-") as tmp:
+        stored = registry.fetch(evaluation.name, evaluation.version, Path(tmp) / "bundle")
+    if stored.digest != evaluation.bundle_sha256:
+        raise PromotionRefusedError(
+            f"{evaluation.name} {evaluation.version} changed after its evaluation",
+            [f"bundle.json sha256 {stored.digest} != evaluated {evaluation.bundle_sha256}"],
+        )
     return registry.set_alias(
         evaluation.name,
         evaluation.version,

@@ -205,22 +205,17 @@ class Registry:
             stored = sha256_bytes(self.storage.get_bytes(layout.join(prefix, BUNDLE_FILE)))
             if stored != bundle.digest:
                 raise ImmutableReleaseError(f"{name} {version}", stored, bundle.digest)
-            return PublishResult(
-                name,
-                version,
-                prefix,
-                bundle.digest,
-                False,
-                self.mlflow_version(name, version),
-                None,
-            )
+            # Same bytes: nothing to write; an MLflow registration that failed is completed.
+            mlflow_version = self._register(bundle, prefix)
+            return PublishResult(name, version, prefix, bundle.digest, False, mlflow_version, None)
         previous = [v for v in self.versions(name) if semver_key(v) < semver_key(version)]
-        # Leftovers of an unfinished upload are replaced; the signature is written last.
+        # Leftovers of an unfinished upload are replaced. The signature is written last,
+        # after MLflow and the audit log: a failure before it leaves an unpublished version
+        # that a second publish completes.
         self.storage.delete_prefix(prefix)
         for entry in bundle.metadata["files"]:
             self.storage.put_file(bundle.path / entry["path"], layout.join(prefix, entry["path"]))
         self.storage.put_file(bundle.path / BUNDLE_FILE, layout.join(prefix, BUNDLE_FILE))
-        self.storage.put_file(bundle.path / SIGNATURE_FILE, sig_key)
         mlflow_version = self._register(bundle, prefix)
         record = self.audit.append(
             "publish",
@@ -235,6 +230,7 @@ class Registry:
             },
             actor=actor,
         )
+        self.storage.put_file(bundle.path / SIGNATURE_FILE, sig_key)
         self._set_mlflow_alias(name, "candidate", mlflow_version)
         self._changelog(bundle.metadata, self.metadata(name, previous[-1]) if previous else None)
         return PublishResult(name, version, prefix, bundle.digest, True, mlflow_version, record.seq)

@@ -158,3 +158,17 @@ def test_training_criterion_needs_the_bundle_record(registry, built_bundle):
     registry.publish(built_bundle)  # published without `ordinal release bundle`'s record
     result = evaluate_policy(registry, "demo", "1.0.0").results[0]
     assert result.status == "missing" and "ordinal release bundle" in result.detail
+
+
+def test_promotion_verifies_the_stored_bundle(registry, run_dir, keys, tmp_path):
+    from ordinal.release import DigestMismatchError
+
+    verified = _release(registry, run_dir, keys, tmp_path, "1.0.0")
+    _e2e(registry, verified.digest)
+    evaluation = evaluate_policy(registry, "demo", "1.0.0")
+    assert evaluation.passed
+    graph = registry.storage.local_path("releases/demo/1.0.0/int8/model.onnx")
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\1")
+    with pytest.raises(DigestMismatchError, match="int8/model.onnx"):
+        promote_release(registry, evaluation, approved_by="alice")
+    assert registry.alias("demo") is None
