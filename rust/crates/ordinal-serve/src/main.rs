@@ -180,7 +180,7 @@ fn run(cli: Cli) -> Result<()> {
         TcpListener::bind(cli.addr).with_context(|| format!("cannot listen on {}", cli.addr))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.http_threads.max(1))
-        .max_blocking_threads(cli.inference_workers.max(1) + 1)
+        .max_blocking_threads(cli.inference_workers.max(1) + cli.http_threads.max(1))
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
