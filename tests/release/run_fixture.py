@@ -33,13 +33,15 @@ def make_run(
     int8: bool = True,
     status: str = "completed",
     model_dir: Path | None = None,
+    family: str = "bert",
 ) -> Path:
     """Train nothing, export a tiny random BERT, gate it, quantise it; return the run folder."""
     store = open_storage(storage_url or str(root / "store"))
     run_dir = root / "runs" / run_id
     registry = load_registry()
-    result = ingest("demo-reviews", registry=registry, storage=store)
-    spec = registry.get("demo-reviews")
+    source = "demo-shapes" if family == "vit" else "demo-reviews"
+    result = ingest(source, registry=registry, storage=store)
+    spec = registry.get(source)
     write_step_outputs(
         run_dir,
         "ingest",
@@ -57,7 +59,7 @@ def make_run(
     )
     if model_dir is None:
         model_dir = build_tiny(
-            "bert", head, options or {"link": "logit"}, run_dir / "train" / "model"
+            family, head, options or {"link": "logit"}, run_dir / "train" / "model"
         )
     write_step_outputs(
         run_dir,
@@ -105,8 +107,19 @@ def make_run(
             "metrics": {},
         },
     )
-    held_out = make_review_records(500, seed=1001)
-    report = check_parity(model_dir, onnx_path, held_out, ParitySpec(max_length=64))
+    if family == "vit":
+        from ordinal.data.demo_images import make_shape_records
+
+        # A labelled non-production parity check keeps the image run short.
+        held_out = make_shape_records(64, seed=1001, image_size=32)
+    else:
+        held_out = make_review_records(500, seed=1001)
+    report = check_parity(
+        model_dir,
+        onnx_path,
+        held_out,
+        ParitySpec(max_length=64, non_production=len(held_out) < 500),
+    )
     write_step_outputs(
         run_dir,
         "parity",

@@ -421,3 +421,29 @@ def test_bundle_from_a_run_on_s3(moto_endpoint, aws_env, release_home, keys, tmp
             signing_key=keys["release"],
             default_variant="int8",
         )
+
+
+def test_image_bundle(release_home, keys, tmp_path):
+    """A ViT run gives an image bundle (preprocessor_config.json) that loads and predicts."""
+    from ordinal.data.demo_images import make_shape_records
+    from tests.release.run_fixture import make_run
+
+    run = make_run(tmp_path, "run-vit", family="vit", int8=False)
+    out = build_bundle(
+        collect_run(run),
+        tmp_path / "vit",
+        name="shapes",
+        version="0.1.0",
+        signing_key=keys["release"],
+    )
+    predictor = load_bundle(out, Path(f"{keys['release']}.pub"))
+    meta = predictor.bundle.metadata
+    assert meta["model"]["modality"] == "image" and meta["model"]["family"] == "vit"
+    assert meta["preprocess"] == {
+        "kind": "image_processor",
+        "processor": "preprocess/preprocessor_config.json",
+    }
+    assert [i["name"] for i in meta["graph"]["inputs"]] == ["pixel_values"]
+    images = [r["image"] for r in make_shape_records(3, seed=5, image_size=32)]
+    prediction = predictor.predict(images)
+    assert prediction.probs.shape == (3, 5) and len(prediction.labels) == 3
