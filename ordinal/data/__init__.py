@@ -1,9 +1,11 @@
 """Data layer: approved sources, checksummed ingestion, validated preprocessing, calibration.
 
 Public API (see ``docs/data-layer.md``): :func:`add_source`, :func:`ingest`, :func:`preprocess`,
-:func:`calibrate` and their specs, :func:`load_split` and :func:`dataset_labels` (processed
-records, verified, for training), the source registry, the typed errors, and the demo
-dataset generators.
+:func:`calibrate` and their specs, the committed calibration selections (one per dataset
+version; :func:`verify_calibration_set`, :func:`selection_path`, :func:`diff_selections`),
+:func:`load_split` and :func:`dataset_labels` (processed records, verified, for training),
+:func:`read_text_records` (a labelled file at hand), the source registry, the typed errors, and
+the demo dataset generators.
 """
 
 from ordinal.data.add_source import AddedSource, add_source, target_registry_path

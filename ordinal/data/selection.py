@@ -23,6 +23,7 @@ occur in a dataset or version name, so the name is unambiguous; a flat folder is
 from __future__ import annotations
 
 import os
+import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ __all__ = [
     "SelectionDiff",
     "default_selection_dir",
     "diff_selections",
+    "installed_selection_dir",
     "load_committed_selection",
     "load_selection",
     "proposal_path",
@@ -201,6 +203,14 @@ def proposal_path(
     return folder / selection_file_name(dataset, version)
 
 
+def installed_selection_dir() -> Path:
+    """The copy of the selections that ``pip install`` puts under ``{prefix}/share/ordinal``.
+
+    Proposals are never written there: it is not under review, and a reinstall replaces it.
+    """
+    return Path(sysconfig.get_path("data")).absolute() / "share" / "ordinal" / "calibration"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -245,6 +255,13 @@ def write_proposal(
         proposal_dir=proposal_dir,
     )
     committed = selection_path(selection.dataset, selection.version, selection_dir)
+    installed = installed_selection_dir()
+    if path.parent.resolve() in (installed.resolve(), (installed / PROPOSED_SUBDIR).resolve()):
+        raise CalibrationError(
+            f"refusing to write the proposed selection into the installed package ({path}): "
+            f"set {SELECTION_DIR_ENV} (or --selection-dir) to your repository's calibration "
+            "folder, or pass --proposal-dir"
+        )
     if path.resolve() == committed.resolve():
         raise CalibrationError(
             f"refusing to write the proposed selection over the committed one ({committed}); "

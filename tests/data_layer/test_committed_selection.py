@@ -31,6 +31,7 @@ from ordinal.data import (
     verify_calibration_set,
 )
 from ordinal.data.cli import data_app
+from ordinal.data.selection import installed_selection_dir
 from ordinal.export.quantize import load_calibration_set
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,6 +214,18 @@ def test_propose_writes_a_reviewable_file_and_never_the_committed_one(tmp_path, 
             proposal_dir=tmp_path / "cal",
         )
     assert committed.read_bytes() == committed_bytes
+    # Nor into the copy an installed package ships (not under review; a reinstall replaces it).
+    installed = installed_selection_dir()
+    with pytest.raises(CalibrationError, match="into the installed package"):
+        calibrate(
+            "ds",
+            "v1",
+            spec=CalibrationSpec(size=100),
+            storage=store,
+            selection_dir=installed,
+            propose=True,
+        )
+    assert not (installed / "proposed").exists()
 
 
 def test_propose_through_the_cli_prints_the_path(tmp_path, two_versions, monkeypatch):
