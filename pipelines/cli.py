@@ -127,6 +127,13 @@ def run(
             help="The stack's root folder (default: $ORDINAL_STACK_ROOT or <state>/stack)"
         ),
     ] = None,
+    takeover: Annotated[
+        bool,
+        typer.Option(
+            help="Take over a run id whose owner is still running: fence it (SIGTERM, then "
+            "SIGKILL of its process group) first"
+        ),
+    ] = False,
 ) -> None:
     """Run the whole pipeline: ingest, preprocess, calibrate, train, export, parity, quantise.
 
@@ -174,6 +181,15 @@ def run(
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     console.rule(f"ordinal pipeline: run {params.run_id}")
+    from pipelines.ownership import RunOwnedError, acquire_run
+
+    try:  # before Prefect's temporary server starts: it inherits the owner's token
+        ownership = acquire_run(PipelineParams.run_dir(params), takeover=takeover)
+    except RunOwnedError as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(3) from None
+    if ownership.fenced:
+        console.print(f"fenced the run's previous owner: {ownership.fenced}", soft_wrap=True)
     _exit_cleanly_on_sigterm()
     failure: BaseException | None = None
     try:
@@ -184,6 +200,7 @@ def run(
         if not summary_path.is_file():
             raise
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    ownership.release()
     console.print(_summary_table(summary))
     print(f"compute:      {summary['compute']}")
     _print_where(summary)

@@ -29,6 +29,7 @@ from ordinal.data.sources import default_registry_path, load_registry
 from ordinal.paths import state_dir
 from pipelines.errors import PipelineError, StepParametersError
 from pipelines.notebooks import StepResult, step_reports, validate_params
+from pipelines.ownership import acquire_run, current_ownership
 from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
@@ -68,6 +69,16 @@ class PipelineParams(BaseModel):
     seed: int = 0
     checkpoint_interval_seconds: float = Field(300.0, gt=0)
     calibration_size: int = Field(200, ge=100, le=500)
+    calibration_dir: str = Field(
+        "",
+        description="Committed calibration selections; '' is $ORDINAL_CALIBRATION_DIR or "
+        "the project's calibration/",
+    )
+    propose_calibration: bool = Field(
+        False,
+        description="Draw and use a new calibration selection, written to the run's "
+        "calibrate/proposed/ for review, instead of requiring the committed one",
+    )
     parity_samples: int = Field(500, ge=1)
     non_production: bool = Field(
         False, description="Allow parity and the INT8 gate on < 500 samples (labelled reports)"
@@ -198,12 +209,21 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
         else default_registry_path().absolute()
     )
     _check_preprocess_options(params.preprocess)
+    calibration_dir = (
+        str(Path(params.calibration_dir).expanduser().resolve()) if params.calibration_dir else ""
+    )
     common = {"run_dir": run_dir, "storage": storage}
     data = {**common, "dataset": dataset, "version": version}
     raw = {
         "ingest": {**common, "source": params.source, "registry": registry},
         "preprocess": {**data, "options": params.preprocess},
-        "calibrate": {**data, "size": params.calibration_size, "seed": params.seed},
+        "calibrate": {
+            **data,
+            "size": params.calibration_size,
+            "seed": params.seed,
+            "selection_dir": calibration_dir,
+            "propose_selection": params.propose_calibration,
+        },
         "train": {
             **data,
             "model": model,
@@ -230,6 +250,8 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
             "prob_atol": params.int8_prob_atol,
             "num_samples": params.parity_samples,
             "non_production": params.non_production,
+            "selection_dir": calibration_dir,
+            "propose_selection": params.propose_calibration,
         },
     }
     return {name: validate_params(name, values) for name, values in raw.items()}
@@ -307,6 +329,9 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
     plan = plan_steps(params)
     run_dir = params.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Fence a dead earlier owner of this run first (a no-op when `ordinal run` holds it).
+    held, ownership = current_ownership(), acquire_run(run_dir)
+    ownership.record_prefect_server()
     dataset, version, kind = _dataset_of(params)
     git = git_state(Path(__file__).parent)
     tracking: Tracking = start_pipeline_run(
@@ -372,6 +397,8 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
             teardown = provisioner.teardown()
+            if held is None:  # this flow took the lease, so it gives it back
+                ownership.release()
             records["teardown"].status = "completed"
         except Exception as exc:  # report it, but never hide the step failure behind it
             records["teardown"].status, records["teardown"].error = "failed", str(exc)

@@ -23,6 +23,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
 from pipelines.errors import NotebookStepError, PipelineError
+from pipelines.lease import LeaseLostError, StepLease, StepLeaseHeldError, step_lease
 from pipelines.notebooks import (
     HTML_FILE,
     KEY_FILE,
@@ -179,7 +180,14 @@ def run_notebook(
 
     run_dir = resolve_run_dir(checked.run_dir)
     try:
-        result = execute_step(step, checked, log_output=log_output or get_step(step).stream_output)
+        # One execution of a step at a time; a lost lease (fenced) publishes nothing.
+        with step_lease(run_dir, step, getattr(checked, "storage", "") or "") as lease:
+            result = execute_step(
+                step, checked, log_output=log_output or get_step(step).stream_output
+            )
+            _unpublish_unless_held(lease, run_dir / step)
+    except (StepLeaseHeldError, LeaseLostError):
+        raise  # the folder is another execution's: write nothing into it
     except PipelineError as exc:
         _write_result(None, step, run_dir, exc)  # first: the control side needs it
         if tracking is not None:
@@ -206,6 +214,15 @@ def run_notebook(
     _write_result(result, step, run_dir)
     _quietly("Prefect artifact", _publish, step, run_name, _markdown(result, step, None))
     return result
+
+
+def _unpublish_unless_held(lease: StepLease, folder: Path) -> None:
+    """``execute_step`` publishes (``cache_key.txt``) last; take that back if the lease was
+    lost meanwhile, so that a fenced execution never vouches for the folder."""
+    why = lease.lost_reason()
+    if why is not None:
+        (folder / KEY_FILE).unlink(missing_ok=True)
+        raise LeaseLostError(lease.step, why)
 
 
 def step_task(step: str, params: dict[str, Any], **options: Any) -> Any:

@@ -142,3 +142,181 @@ def test_the_guard_stops_the_owners_processes_when_it_dies(tmp_path, lease_env):
     proc.wait()
     assert _gone(child, 10.0), "the owner's child outlived it"
     assert _gone(int(guard[0]), 10.0)
+
+
+# --- step leases -------------------------------------------------------------------------
+
+HOLDER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from pipelines.lease import step_lease
+with step_lease(Path(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else ""):
+    print("held", flush=True)
+    time.sleep(300)
+"""
+
+
+def _hold(run_dir: Path, step: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER_SCRIPT, str(run_dir), step, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture
+def toys(tmp_path, monkeypatch):
+    from pipelines.steps import NOTEBOOK_DIR_ENV
+    from tests.pipelines.toy_notebooks import write_toy_notebooks
+
+    folder = write_toy_notebooks(tmp_path / "notebooks")
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(folder))
+    monkeypatch.delenv(own.OWNER_ENV, raising=False)
+    return folder
+
+
+def test_a_second_execution_of_a_step_fails_naming_the_first_and_writes_nothing(
+    toys, tmp_path, monkeypatch
+):
+    from pipelines.lease import StepLeaseHeldError, step_lease
+    from pipelines.tasks import run_notebook
+
+    run_dir = tmp_path / "run"
+    holder = _hold(run_dir, "ingest")
+    try:
+        monkeypatch.setenv("ORDINAL_STEP_LEASE_WAIT", "1")
+        t0 = time.perf_counter()
+        with pytest.raises(StepLeaseHeldError) as err:
+            run_notebook.fn("ingest", {"run_dir": str(run_dir), "source": "demo-shapes"})
+        assert 1.0 <= time.perf_counter() - t0 < 5.0  # waited, bounded
+        assert f"pid {holder.pid}" in str(err.value) and socket.gethostname() in str(err.value)
+        assert not (run_dir / "ingest").exists()  # nothing written beside the holder
+    finally:
+        holder.kill()  # kill -9: the OS drops the lock with its holder
+        holder.wait()
+    with step_lease(run_dir, "ingest", wait=0) as lease:  # at once, not after a timeout
+        assert lease.holder["pid"] == os.getpid()
+        assert json.loads((run_dir / ".ingest.lock").read_text())["pid"] == os.getpid()
+
+
+def test_a_fenced_execution_does_not_publish(toys, tmp_path, monkeypatch):
+    """The run's owner changed while the step ran: no cache_key.txt, LeaseLostError."""
+    from pipelines.lease import LeaseLostError
+    from pipelines.tasks import run_notebook
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = own.OwnerRecord("elsewhere", 1, 0.0, "the-new-owner", "now", time.time())
+    (run_dir / own.OWNER_FILE).write_text(json.dumps(record.__dict__), encoding="utf-8")
+    monkeypatch.setenv(own.OWNER_ENV, "the-fenced-owner")
+    with pytest.raises(LeaseLostError, match="owner was fenced"):
+        run_notebook.fn("ingest", {"run_dir": str(run_dir), "source": "demo-shapes"})
+    assert (run_dir / "ingest" / "outputs.json").is_file()  # it ran ...
+    assert not (run_dir / "ingest" / "cache_key.txt").exists()  # ... but vouches for nothing
+    assert not (run_dir / "ingest" / "result.json").exists()
+
+
+@pytest.fixture(scope="module")
+def moto_s3(tmp_path_factory):
+    """A real ``moto_server`` on loopback (moto 5.2 enforces ``If-None-Match: *`` and
+    ``If-Match`` on PutObject, as S3 does since 2024); yields an ``s3://`` storage root."""
+    import urllib.request
+
+    import boto3
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **creds},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "moto_server failed"
+            time.sleep(0.1)
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", **{
+        "aws_access_key_id": "testing", "aws_secret_access_key": "testing"
+    }).create_bucket(Bucket="leases")  # fmt: skip
+    yield url
+    proc.kill()
+    proc.wait()
+    log.close()
+
+
+@pytest.fixture
+def s3_env(moto_s3, monkeypatch):
+    monkeypatch.setenv("ORDINAL_S3_ENDPOINT_URL", moto_s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv(own.OWNER_ENV, raising=False)
+    return "s3://leases/root"
+
+
+def _lease_object(root: str, run: str, step: str):
+    from ordinal.artifacts.storage import open_storage
+
+    storage = open_storage(root)
+    key = f"{storage.prefix}/leases/{run}/{step}.json"
+    return storage._client, storage.bucket, key
+
+
+def test_an_s3_lease_is_exclusive_renewed_and_released(tmp_path, s3_env):
+    from pipelines.lease import StepLeaseHeldError, step_lease
+
+    # Another host holds it: a separate run folder (so no shared local lock), same run id.
+    other = tmp_path / "host-b" / "run"
+    holder = _hold(other, "train", s3_env, env={"ORDINAL_STEP_LEASE_WAIT": "0"})
+    client, bucket, key = _lease_object(s3_env, "run", "train")
+    try:
+        with (
+            pytest.raises(StepLeaseHeldError) as err,
+            step_lease(tmp_path / "host-a" / "run", "train", s3_env, wait=1.0),
+        ):
+            pass
+        assert f"pid {holder.pid}" in str(err.value) and f"s3://leases/{key}" in str(err.value)
+    finally:
+        holder.kill()  # no release: the object stays until it expires
+        holder.wait()
+    assert json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())["pid"] == (
+        holder.pid
+    )
+    # A crashed holder's lease blocks until its expiry (60 s here); an expired one is taken.
+    body = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps({**body, "expires": 0}).encode())
+    with step_lease(tmp_path / "host-a" / "run", "train", s3_env, wait=0, ttl=1.5) as lease:
+        first = lease.s3.etag
+        time.sleep(1.2)  # renewed every ttl/3
+        assert lease.s3.etag != first and lease.lost_reason() is None
+        lease.check_publish()
+        stored = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert stored["pid"] == os.getpid() and stored["expires"] > time.time()
+    with pytest.raises(client.exceptions.NoSuchKey):  # released: deleted
+        client.get_object(Bucket=bucket, Key=key)
+
+
+def test_an_s3_lease_taken_by_another_is_lost_and_does_not_publish(tmp_path, s3_env):
+    from pipelines.lease import LeaseLostError, step_lease
+
+    client, bucket, key = _lease_object(s3_env, "run", "export")
+    with step_lease(tmp_path / "run", "export", s3_env, wait=0, ttl=1.5) as lease:
+        # The holder stalled past its expiry and another execution took the lease over.
+        client.put_object(Bucket=bucket, Key=key, Body=b'{"pid": 1, "expires": 1e12}')
+        time.sleep(1.0)
+        assert lease.s3.lost
+        with pytest.raises(LeaseLostError, match="not renewed in time"):
+            lease.check_publish()
+    # The new holder's object is left alone.
+    assert json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())["pid"] == 1
