@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ordinal.paths import project_file
 from pipelines.provision.errors import ToolError
 from pipelines.provision.iam_tables import check_tables, role_policies, wildcard_actions
 from pipelines.provision.runner import TOFU_ROOT, Backend, TofuRunner, find_binary
@@ -41,8 +42,7 @@ __all__ = [
 ]
 
 SUPPRESSIONS_FILE = TOFU_ROOT / "checkov-suppressions.yaml"
-REPO_ROOT = TOFU_ROOT.parent
-CHECKOV_VENV = REPO_ROOT / ".ordinal" / "checkov-venv" / "bin" / "checkov"
+CHECKOV_VENV = project_file(".ordinal", "checkov-venv", "bin", "checkov")
 STATE_BUCKET = "ordinal-tfstate"
 
 

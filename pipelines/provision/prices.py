@@ -9,11 +9,12 @@ from typing import Any
 
 import yaml
 
+from ordinal.paths import project_file
 from pipelines.provision.errors import ProvisionError
 
 __all__ = ["PRICES_FILE", "PriceTable", "load_prices"]
 
-PRICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "prices.yaml"
+PRICES_FILE = project_file("deploy", "prices.yaml")
 MARKETS = ("on-demand", "spot")
 
 

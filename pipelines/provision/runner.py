@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ordinal.paths import project_file
 from pipelines.provision.errors import ToolError
 
 __all__ = [
@@ -37,7 +38,8 @@ __all__ = [
     "write_cli_config",
 ]
 
-TOFU_ROOT = Path(__file__).resolve().parents[2] / "tofu"
+# The checkout's tofu/ (editable install, tests) or the installed copy under share/ordinal/.
+TOFU_ROOT = project_file("tofu")
 DEFAULT_MIRROR = "/opt/tf-plugins"
 # "api error InsufficientInstanceCapacity: We currently do not have ..." (AWS SDK v2 errors as
 # Terraform's AWS provider prints them).
