@@ -112,8 +112,8 @@ class CalibrationResult:
     manifest : Manifest
         That manifest.
     selection_path : Path
-        The committed selection file of the dataset version (it exists and equals
-        ``selection`` when ``status`` is ``committed``; in propose mode it may not exist).
+        The selection file the stored set is: the committed file (``status`` committed), or
+        the proposal (``status`` proposed). It exists and holds ``selection``.
     status : {"committed", "proposed"}
         ``committed``: the drawn selection is the committed one. ``proposed``: it was written
         for review to ``proposal_path`` and is not committed.
@@ -122,6 +122,9 @@ class CalibrationResult:
     proposal_diff : SelectionDiff or None
         Propose mode: how the proposal differs from the committed selection (None when
         there is no committed selection; empty when they are equal).
+    committed_path : Path or None
+        Where the committed selection of the dataset version is, or goes once a proposal is
+        reviewed (in propose mode it may not exist yet).
     """
 
     selection: CalibrationSelection
@@ -131,6 +134,7 @@ class CalibrationResult:
     status: SelectionStatus = "committed"
     proposal_path: Path | None = None
     proposal_diff: SelectionDiff | None = None
+    committed_path: Path | None = None
 
 
 def _rank(seed: int, rid: str) -> bytes:
@@ -399,10 +403,11 @@ def calibrate(
         selection,
         manifest_key,
         manifest,
-        committed_path,
+        proposal or committed_path,
         status,
         proposal,
         diff if propose else None,
+        committed_path,
     )
 
 

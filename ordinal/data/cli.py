@@ -511,16 +511,16 @@ def calibrate_cmd(
     if result.status == "proposed":
         diff = result.proposal_diff
         if diff is None:
-            console.print(f"There is no committed selection at {result.selection_path}.")
+            console.print(f"There is no committed selection at {result.committed_path}.")
         elif not diff:
-            console.print(f"The proposal equals the committed {result.selection_path}.")
+            console.print(f"The proposal equals the committed {result.committed_path}.")
         else:
             console.print(
-                f"The proposal differs from the committed {result.selection_path}:\n"
+                f"The proposal differs from the committed {result.committed_path}:\n"
                 + "\n".join(diff.lines("proposed")),
                 soft_wrap=True,
                 markup=False,
             )
         # Plain print: the paths must survive copy and paste whatever the terminal width.
         print(f"proposed selection written for review: {result.proposal_path}")
-        print(f"to adopt it, review it and commit it as {result.selection_path}")
+        print(f"to adopt it, review it and commit it as {result.committed_path}")

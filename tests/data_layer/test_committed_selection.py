@@ -185,6 +185,8 @@ def test_propose_writes_a_reviewable_file_and_never_the_committed_one(tmp_path, 
     )
     assert res.status == "proposed"
     assert res.proposal_path == tmp_path / "cal" / "proposed" / "ds@v1.yaml"
+    assert res.selection_path == res.proposal_path  # the file the stored set now is
+    assert res.committed_path == committed
     assert committed.read_bytes() == committed_bytes
     proposal = load_selection(res.proposal_path)
     assert proposal == res.selection and proposal.spec.seed == 7
