@@ -388,18 +388,25 @@ def test_min_onnxruntime_unknown_opset():
         min_onnxruntime(99)
 
 
-def test_bundle_from_a_run_on_s3(moto_endpoint, aws_env, release_home, keys, tmp_path, monkeypatch):
+def test_bundle_from_a_run_on_s3(moto_endpoint, aws_env, run_dir, keys, tmp_path, monkeypatch):
     """A run whose store is an S3 bucket (moto_server): the manifests' files are downloaded,
-    re-hashed and bundled; a run without INT8 gives an FP32-only bundle."""
+    re-hashed and bundled; a run without INT8 gives an FP32-only bundle. The session run's
+    store is uploaded to the bucket as it is (same keys, same manifests)."""
     import boto3
 
-    from tests.release.run_fixture import make_run
-
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
-        Bucket="runs"
-    )
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket="runs")
+    local_store = run_dir.parents[1] / "store"
+    for path in local_store.rglob("*"):
+        if path.is_file():
+            key = "store/" + path.relative_to(local_store).as_posix()
+            client.upload_file(str(path), "runs", key)
     monkeypatch.setenv("ORDINAL_S3_ENDPOINT_URL", moto_endpoint)
-    run = make_run(tmp_path, "run-s3", storage_url="s3://runs/store", int8=False)
+    run = Path(shutil.copytree(run_dir, tmp_path / "runs" / run_dir.name))
+    (run / "quantize" / "outputs.json").unlink()  # this run stopped after parity
+    result = json.loads((run / "train" / "result.json").read_text())
+    result["params"]["storage"] = "s3://runs/store"
+    (run / "train" / "result.json").write_text(json.dumps(result))
     with pytest.raises(BundleBuildError, match="pass work_dir"):
         collect_run(run)
     inputs = collect_run(run, work_dir=tmp_path / "downloads")
@@ -421,6 +428,18 @@ def test_bundle_from_a_run_on_s3(moto_endpoint, aws_env, release_home, keys, tmp
             signing_key=keys["release"],
             default_variant="int8",
         )
+    # An object changed in the bucket after its manifest: refused, naming it.
+    model_key = next(
+        k
+        for k in (
+            o["Key"]
+            for o in client.list_objects_v2(Bucket="runs", Prefix="store/models/onnx")["Contents"]
+        )
+        if k.endswith("fp32/model.onnx")
+    )
+    client.put_object(Bucket="runs", Key=model_key, Body=b"changed")
+    with pytest.raises(BundleBuildError, match="fp32/model.onnx"):
+        collect_run(run, work_dir=tmp_path / "downloads2")
 
 
 def test_image_bundle(release_home, keys, tmp_path):
