@@ -14,8 +14,6 @@ from rich.console import Console
 
 from ordinal.data.text_files import read_text_records  # moved; kept importable from here
 from ordinal.export.cli import export_app
-from ordinal.heads import available_heads
-from ordinal.models import supported_model_types
 
 app = typer.Typer(help="Ordinal regression on fine-tuned transformers.", no_args_is_help=True)
 console = Console()
@@ -45,6 +43,10 @@ def split_records(
 @app.command("heads")
 def list_heads() -> None:
     """List the registered ordinal heads and supported backbone model types."""
+    # Imported here: torch and transformers are not needed to start the command.
+    from ordinal.heads import available_heads
+    from ordinal.models import supported_model_types
+
     console.print("heads: " + ", ".join(available_heads()))
     console.print("model types: " + ", ".join(supported_model_types()))
 

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from ordinal.cli import app as library_app
 from ordinal.paths import STATE_DIR_ENV, state_dir
+from pipelines.provision.cli import infra_app
+from pipelines.release.cli import release_app
 from pipelines.stack.cli import stack_app
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(library_app)
 app.add_typer(stack_app, name="stack", help="The control-plane stack: up, down, status, ...")
+app.add_typer(release_app, name="release", help="Release bundles: bundle, verify, publish, ...")
+app.add_typer(infra_app, name="infra", help="Provisioned infrastructure: check, leaks, ...")
 console = Console()
 
 

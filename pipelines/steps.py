@@ -82,6 +82,12 @@ class CalibrateParams(_DatasetParams):
 
     size: int = Field(200, ge=100, le=500)
     seed: int = 0
+    selection_dir: str = Field(
+        "", description="Committed selections; '' is $ORDINAL_CALIBRATION_DIR or the project's"
+    )
+    propose_selection: bool = Field(
+        False, description="Write the drawn selection for review instead of requiring it"
+    )
 
 
 class TrainParams(_DatasetParams):
@@ -124,7 +130,12 @@ class QuantizeParams(_DatasetParams):
         "auto", description="INT8 preset; auto is the model family's (fused BERT, static ViT)"
     )
     num_samples: int = Field(500, ge=1, description="Held-out samples for the accuracy gate")
-    selection_dir: str = Field("", description="Committed selection; '' is this run's calibrate/")
+    selection_dir: str = Field(
+        "", description="Committed selections; '' is $ORDINAL_CALIBRATION_DIR or the project's"
+    )
+    propose_selection: bool = Field(
+        False, description="Check against this run's proposed selection (calibrate/proposed/)"
+    )
     prob_atol: float = Field(
         0.01, ge=0, description="Max |p_int8 - p_fp32| gated; 0 reports it without gating"
     )

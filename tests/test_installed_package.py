@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -38,9 +39,27 @@ def installed(tmp_path_factory) -> Path:
     """A fresh venv with the project installed from its wheel; returns its bin folder."""
     tmp = tmp_path_factory.mktemp("installed")
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # Build from a copy: setuptools writes build/ beside the sources, never in the checkout.
+    source = tmp / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            "target",
+            ".ordinal",
+            ".terraform",
+            ".work",
+        ),
+    )
     _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp / "wheel"), str(ROOT)],
+         "-w", str(tmp / "wheel"), str(source)],
         cwd=tmp, env=env,
     )  # fmt: skip
     (wheel,) = (tmp / "wheel").glob("ordinal-*.whl")
@@ -103,15 +122,22 @@ def test_the_installed_commands_work_from_a_folder_outside_the_repository(instal
          "--set", "quantize_preset=dynamic", "--set", "parity_samples=120",
          "--set", "non_production=true",
          # 8% broken rows: above the default 5% rejection threshold, below this one.
-         "--set", "preprocess.max_rejected_fraction=0.1"],
+         "--set", "preprocess.max_rejected_fraction=0.1",
+         # A new dataset has no committed calibration selection yet: propose one for review.
+         "--set", "propose_calibration=true"],
         cwd=work, env=env, timeout=900,
     )  # fmt: skip
     run_dir = work / ".ordinal" / "runs" / "installed"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed", done.stdout[-3000:]
-    pre = json.loads((run_dir / "preprocess" / "outputs.json").read_text())["metrics"]
-    assert pre["records_raw"] == 700 and pre["records_rejected"] == broken
-    assert pre["records_accepted"] + pre["records_rejected"] == pre["records_raw"]
+    pre = json.loads((run_dir / "preprocess" / "preprocess_report.json").read_text())
+    counts = pre["record_counts"]
+    assert counts["raw"] == 700 and counts["rejected_invalid"] == broken  # reconciled:
+    assert counts["accepted"] + counts["rejected"] == counts["raw"]
+    assert counts["rejected"] == counts["rejected_invalid"] + counts["rejected_duplicate"]
+    assert pre["rejected_by_reason"]["label_not_in_set"] == broken // 2  # "11" and "ten"
+    proposed = run_dir / "calibrate" / "proposed" / "ratings@v1.yaml"
+    assert proposed.is_file()  # for review; commit it to make it the authority
     config = json.loads((run_dir / "train" / "model" / "config.json").read_text())
     assert config["ordinal"]["num_classes"] == 10
     assert config["id2label"]["0"] == "1" and config["id2label"]["9"] == "10"
