@@ -69,6 +69,7 @@ class PipelineParams(BaseModel):
     seed: int = 0
     checkpoint_interval_seconds: float = Field(300.0, gt=0)
     calibration_size: int = Field(200, ge=100, le=500)
+    calibration_seed: int = Field(0, description="Seed of the calibration draw")
     calibration_dir: str = Field(
         "",
         description="Committed calibration selections; '' is $ORDINAL_CALIBRATION_DIR or "
@@ -220,7 +221,9 @@ def plan_steps(params: PipelineParams) -> dict[str, StepParams]:
         "calibrate": {
             **data,
             "size": params.calibration_size,
-            "seed": params.seed,
+            # Its own seed: the committed selection was drawn with it, whatever the
+            # training seed of this run.
+            "seed": params.calibration_seed,
             "selection_dir": calibration_dir,
             "propose_selection": params.propose_calibration,
         },

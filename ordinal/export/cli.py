@@ -158,9 +158,20 @@ def quantize_cmd(
     non_production: Annotated[
         bool, typer.Option(help="Allow < 500 gate samples (labelled report)")
     ] = False,
+    calibration_version: Annotated[
+        str | None, typer.Option(help="Dataset version the calibration set must come from")
+    ] = None,
+    selection_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Committed calibration selections (default: the project's)",
+            envvar="ORDINAL_CALIBRATION_DIR",
+        ),
+    ] = None,
 ) -> None:
     """Static INT8 quantisation on the stored calibration set, then the INT8 accuracy gate."""
     from ordinal.artifacts import open_storage
+    from ordinal.exceptions import OrdinalError
     from ordinal.export.errors import ExportError, QuantizationError
     from ordinal.export.onnx_export import MODEL_FILE, local_model_folder
     from ordinal.export.quantize import (
@@ -185,7 +196,13 @@ def quantize_cmd(
     except (ValueError, QuantizationError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    cal = load_calibration_set(calibration, store)
+    try:
+        cal = load_calibration_set(
+            calibration, store, selection_dir=selection_dir, version=calibration_version
+        )
+    except OrdinalError as exc:  # no committed selection, or a stored set that differs
+        console.print(f"[bold red]calibration set refused[/]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
     int8, _ = quantize_onnx(fp32.parent, cal, experiment, spec=spec, storage=store, progress=_say)
     if int8 is None:  # remote storage: the gate runs on a local copy of what was stored
         int8 = local_model_folder(store, experiment, "int8", fp32_dir.parent) / MODEL_FILE
@@ -213,8 +230,11 @@ def quantize_cmd(
         f"{d['confidence']:.0%} interval [{d['low']:+.4f}, {d['high']:+.4f}] on {d['n']} samples "
         f"against a margin of {report.mae_margin:.4f}: {report.verdict}; "
         f"max probability delta {report.max_prob_delta:.3g}"
-        + (" [yellow](NON-PRODUCTION: fewer samples than the gate needs)[/]"
-           if report.non_production else "")
+        + (
+            " [yellow](NON-PRODUCTION: fewer samples than the gate needs)[/]"
+            if report.non_production
+            else ""
+        )
     )
     print(f"model: {int8}")
     if not report.passed:

@@ -545,6 +545,8 @@ def quantize_onnx(
         parameters={
             "quantization": spec.model_dump(mode="json"),
             "calibration_dataset": calibration.dataset,
+            "calibration_version": calibration.version,
+            "calibration_selection": calibration.selection_status,
             "calibration_manifest_sha256": calibration.manifest_sha256,
             "calibration_ids_sha256": calibration.selection_ids_sha256,
         },
