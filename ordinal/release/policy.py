@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ordinal.artifacts import layout
 from ordinal.artifacts.checksums import sha256_bytes
 from ordinal.artifacts.errors import ObjectNotFoundError
+from ordinal.paths import project_file
 from ordinal.release.bundle import BUNDLE_FILE
 from ordinal.release.errors import PolicyError, PromotionRefusedError
 from ordinal.release.registry import Registry, release_prefix
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: The committed policy of this repository.
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "release-policy.yaml"
+DEFAULT_POLICY = project_file("deploy", "release-policy.yaml")
 E2E_DIR_ENV = "ORDINAL_SERVING_E2E_DIR"
 
 

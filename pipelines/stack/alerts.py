@@ -17,6 +17,8 @@ RUNBOOKS = {
     "restore-drill": "runbook-restore-drill-failed-or-slow",
     "backup": "runbook-backup-failed",
     "certificate": "runbook-certificate-renewal-failed",
+    "release-parity": "runbook-release-parity-drift",
+    "release-drill": "runbook-release-drill-failed",
 }
 
 

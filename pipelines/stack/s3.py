@@ -17,6 +17,8 @@ ARTIFACT_BUCKET = "ordinal-mlflow-artifacts"
 BACKUP_BUCKET = "ordinal-backups"
 #: Datasets, models and reports of runs on the stack (``ordinal run --stack``).
 DATA_BUCKET = "ordinal-data"
+#: Released bundles and the release audit log (object lock: records are write-once).
+RELEASES_BUCKET = "ordinal-releases"
 REGION = "us-east-1"
 
 
@@ -66,13 +68,13 @@ def is_ready(config: StackConfig) -> bool:
 
 
 def ensure_buckets(config: StackConfig) -> None:
-    """Create the artefact, data and backup buckets (idempotent), all versioned.
+    """Create the artefact, data, releases and backup buckets (idempotent), all versioned.
 
     The backup bucket is created with object lock, and every new backup version is held in
     COMPLIANCE mode for ``backup_retention_days``: within that time no one, not even the
     stack's own credentials, can delete or overwrite a stored version (deleting a key only
-    adds a delete marker). An existing backup bucket made without object lock is reported,
-    since S3 cannot add the lock to it afterwards here.
+    adds a delete marker). The releases bucket has object lock enabled too; the release
+    audit log sets retention on each record it appends (``docs/release.md``).
     """
     s3 = client(config)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
@@ -80,9 +82,10 @@ def ensure_buckets(config: StackConfig) -> None:
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    if BACKUP_BUCKET not in existing:
-        s3.create_bucket(Bucket=BACKUP_BUCKET, ObjectLockEnabledForBucket=True)
-    s3.put_bucket_versioning(Bucket=BACKUP_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for bucket in (BACKUP_BUCKET, RELEASES_BUCKET):
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object_lock_configuration(
         Bucket=BACKUP_BUCKET,
         ObjectLockConfiguration={
