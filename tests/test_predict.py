@@ -245,7 +245,8 @@ def test_graphs_that_are_not_ordinal_or_cannot_take_the_inputs(tmp_path, text_mo
 
 
 def test_image_model_takes_images_paths_and_records(tmp_path):
-    """A ViT (tiny, random) predicts PIL images, image files and records alike (PyTorch)."""
+    """A ViT (tiny, random, CORN head) predicts PIL images, image files and records alike,
+    and its exported graph agrees with PyTorch on them."""
     torch.manual_seed(0)
     config = ViTConfig(
         image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
@@ -263,6 +264,12 @@ def test_image_model_takes_images_paths_and_records(tmp_path):
     assert by_image.latent is None  # CORN has no latent score
     mixed = predictor.predict([{"image": images[0]}, tmp_path / "one.png"])
     np.testing.assert_allclose(mixed.probs, by_image.probs[:2], atol=1e-5)
+    exported = export_onnx(model_dir, "predict-vit", storage=open_storage(str(tmp_path / "s")))
+    by_onnx = load_predictor(exported.directory, batch_size=3).predict(images)
+    assert by_onnx.latent is None
+    np.testing.assert_array_equal(by_onnx.labels, by_image.labels)
+    np.testing.assert_allclose(by_onnx.probs, by_image.probs, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(by_onnx.cum_probs, by_image.cum_probs, atol=ATOL, rtol=0)
     with pytest.raises(PredictionInputError, match="input 0 is str, not a PIL image"):
         predictor.predict(["a text"])
     with pytest.raises(PredictionInputError, match="no image file"):
