@@ -69,17 +69,6 @@ def test_prices_command_shows_date_and_source():
     assert "g4dn.xlarge" in result.output and "source:" in result.output
 
 
-def test_replication_rehearsal_command(cloud):
-    result = runner.invoke(
-        infra_app, ["replication-rehearsal", "--endpoint", cloud.moto.url, "--json"]
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
-    assert (
-        report["mode"] == "copy" and "only stores the replication configuration" in report["note"]
-    )
-
-
 def test_committed_suppressions_each_have_a_reason():
     entries = load_suppressions()
     assert entries and all(len(e.reason) >= 20 and e.resources for e in entries)

@@ -8,10 +8,13 @@ rehearsed by copying (the rehearsal says so).
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from botocore.exceptions import ClientError
+from typer.testing import CliRunner
 
+from pipelines.provision.cli import infra_app
 from pipelines.provision.iam_tables import (
     TABLE,
     check_tables,
@@ -43,7 +46,7 @@ def test_one_role_per_stage_with_its_instance_profile(cloud):
 
 
 def test_allow_deny_tables_on_applied_policies(cloud, applied_policies):
-    rows = check_tables(applied_policies, cloud.platform_outputs["data_bucket"])
+    rows = check_tables(applied_policies, f"{cloud.name_prefix}-data")
     wrong = [r for r in rows if not r["ok"]]
     assert wrong == []
     assert len(rows) == len(TABLE)
@@ -71,9 +74,10 @@ def test_evaluator_can_fail():
     assert wildcard_actions({"x": {"Statement": [{"Action": "s3:*"}]}}) == [("x", "s3:*")]
 
 
-def test_layout_lifecycle_versioning_lock_replication_stored(cloud):
+def test_layout_lifecycle_versioning_lock_replication_stored(storage_cloud):
+    cloud = storage_cloud
     s3 = cloud.client("s3")
-    bucket = cloud.platform_outputs["data_bucket"]
+    bucket = cloud.storage_outputs["data_bucket"]
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
     assert lock["ObjectLockEnabled"] == "Enabled"
@@ -93,18 +97,18 @@ def test_layout_lifecycle_versioning_lock_replication_stored(cloud):
     assert prefixes["models/checkpoints/"]["Expiration"]["Days"] == 30
     replication = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"]
     assert replication["Rules"][0]["Destination"]["Bucket"].endswith(
-        cloud.platform_outputs["dr_bucket"]
+        cloud.storage_outputs["dr_bucket"]
     )
-    dr = cloud.client("s3", cloud.platform_outputs["dr_region"])
+    dr = cloud.client("s3", cloud.storage_outputs["dr_region"])
     assert (
-        dr.get_bucket_versioning(Bucket=cloud.platform_outputs["dr_bucket"])["Status"] == "Enabled"
+        dr.get_bucket_versioning(Bucket=cloud.storage_outputs["dr_bucket"])["Status"] == "Enabled"
     )
 
 
-def test_locked_versions_cannot_be_deleted(cloud):
+def test_locked_versions_cannot_be_deleted(storage_cloud):
     """COMPLIANCE for raw data and releases, GOVERNANCE by default: moto enforces both."""
-    s3 = cloud.client("s3")
-    bucket = cloud.platform_outputs["data_bucket"]
+    s3 = storage_cloud.client("s3")
+    bucket = storage_cloud.storage_outputs["data_bucket"]
     until = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     raw = s3.put_object(
         Bucket=bucket,
@@ -142,8 +146,9 @@ def test_locked_versions_cannot_be_deleted(cloud):
     )
 
 
-def test_replication_rehearsal(cloud):
-    out = cloud.platform_outputs
+def test_replication_rehearsal(storage_cloud):
+    cloud = storage_cloud
+    out = cloud.storage_outputs
     report = rehearse_replication(
         cloud.client("s3"),
         cloud.client("s3", out["dr_region"]),
@@ -162,3 +167,14 @@ def test_replication_rehearsal(cloud):
     assert head["Metadata"]["source-version-id"] == report["source_version_id"]
     with pytest.raises(ReplicationError, match="no enabled replication rule"):
         rehearse_replication(cloud.client("s3"), dr, out["data_bucket"], "some-other-bucket")
+
+
+def test_replication_rehearsal_command(storage_cloud):
+    result = CliRunner().invoke(
+        infra_app, ["replication-rehearsal", "--endpoint", storage_cloud.moto.url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)  # the command's own report
+    assert (
+        report["mode"] == "copy" and "only stores the replication configuration" in report["note"]
+    )

@@ -2,7 +2,8 @@
 
 ``EmulatedCloud`` starts ``moto_server``, the fault injector in front of its EC2, the
 metadata stand-in and the user-data runner (which follows EC2's instance states), creates
-the state bucket, applies ``envs/emulated/platform`` once, and hands out a
+the state bucket, applies ``envs/emulated/platform`` (network, roles) and
+``envs/emulated/storage`` (buckets) once, and hands out a
 :class:`~pipelines.provision.tofu.Platform` for the ``tofu`` provisioner.
 """
 
@@ -52,7 +53,8 @@ class EmulatedCloud:
         self.metadata: MetadataStandIn | None = None
         self.instances: UserDataRunner | None = None
         self.platform_outputs: dict[str, Any] = {}
-        self.platform_apply_seconds: float | None = None
+        self.storage_outputs: dict[str, Any] = {}
+        self.apply_seconds: dict[str, float] = {}
         self._ami: str | None = None
 
     # -- clients ---------------------------------------------------------------------------
@@ -86,29 +88,38 @@ class EmulatedCloud:
         ).watch(self.client("ec2"))
         if apply_platform:
             self.apply_platform()
+            self.apply_storage()
         return self
 
-    def platform_runner(self) -> TofuRunner:
-        """The runner of ``envs/emulated/platform`` (state key ``platform/terraform.tfstate``)."""
+    def runner(self, root: str) -> TofuRunner:
+        """The runner of ``envs/emulated/<root>`` (state key ``platform/<root>.tfstate``)."""
         return TofuRunner(
-            "envs/emulated/platform",
-            self.root / "platform",
-            Backend(STATE_BUCKET, "platform/terraform.tfstate", REGION, self.moto.url),
+            f"envs/emulated/{root}",
+            self.root / root,
+            Backend(STATE_BUCKET, f"platform/{root}.tfstate", REGION, self.moto.url),
             env=CREDENTIALS,
         )
 
-    def platform_variables(self) -> dict[str, Any]:
-        """Variables of the platform root."""
+    def variables(self) -> dict[str, Any]:
+        """Variables of the platform and storage roots."""
         return {"endpoint": self.moto.url, "name_prefix": self.name_prefix}
 
-    def apply_platform(self) -> dict[str, Any]:
-        """Apply the network, storage and IAM; return the outputs."""
-        runner = self.platform_runner()
+    def _apply(self, root: str) -> dict[str, Any]:
+        runner = self.runner(root)
         started = time.monotonic()
-        runner.apply(self.platform_variables())
-        self.platform_apply_seconds = time.monotonic() - started
-        self.platform_outputs = runner.outputs()
+        runner.apply(self.variables())
+        self.apply_seconds[root] = time.monotonic() - started
+        return runner.outputs()
+
+    def apply_platform(self) -> dict[str, Any]:
+        """Apply the network and the roles; return the outputs."""
+        self.platform_outputs = self._apply("platform")
         return self.platform_outputs
+
+    def apply_storage(self) -> dict[str, Any]:
+        """Apply the buckets (data, DR, logs); return the outputs."""
+        self.storage_outputs = self._apply("storage")
+        return self.storage_outputs
 
     def ami_id(self) -> str:
         """An image moto knows (AMI validation is on, so it must exist)."""

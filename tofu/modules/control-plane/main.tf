@@ -80,6 +80,28 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
+# Enhanced monitoring (OS metrics every 60 s) publishes through this role.
+data "aws_iam_policy_document" "rds_monitoring_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "rds_monitoring" {
+  name               = "${var.name_prefix}-rds-monitoring"
+  assume_role_policy = data.aws_iam_policy_document.rds_monitoring_trust.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "rds_monitoring" {
+  role       = aws_iam_role.rds_monitoring.name
+  policy_arn = "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+}
+
 resource "aws_db_instance" "this" {
   identifier                          = "${var.name_prefix}-postgres"
   engine                              = "postgres"
@@ -105,6 +127,8 @@ resource "aws_db_instance" "this" {
   skip_final_snapshot                 = false
   final_snapshot_identifier           = "${var.name_prefix}-postgres-final"
   auto_minor_version_upgrade          = true
+  monitoring_interval                 = 60
+  monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
   performance_insights_enabled        = true
   performance_insights_kms_key_id     = var.kms_key_arn
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]

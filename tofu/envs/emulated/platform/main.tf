@@ -1,5 +1,6 @@
-# The long-lived platform on the emulated endpoint: a private network in two zones, the
-# storage layout (data bucket, DR bucket, logs) and one role per pipeline stage.
+# The long-lived platform on the emulated endpoint: a private network in two zones and one
+# role per pipeline stage. The buckets are envs/emulated/storage (applied beside it; the
+# roles only need the data bucket's ARN, which its name fixes).
 # Applied by the tests and by `ordinal infra` against moto_server on loopback.
 terraform {
   required_version = ">= 1.6.0"
@@ -31,16 +32,6 @@ variable "region" {
   description = "Primary region."
   type        = string
   default     = "us-east-1"
-}
-
-variable "dr_region" {
-  description = "Disaster-recovery region."
-  type        = string
-  default     = "us-west-2"
-  validation {
-    condition     = var.dr_region != "us-east-1"
-    error_message = "dr_region must differ from the primary region."
-  }
 }
 
 variable "name_prefix" {
@@ -78,25 +69,6 @@ provider "aws" {
   }
 }
 
-provider "aws" {
-  alias                       = "dr"
-  region                      = var.dr_region
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  skip_region_validation      = true
-  skip_requesting_account_id  = true
-  s3_use_path_style           = true
-  max_retries                 = 1
-  endpoints {
-    s3  = var.endpoint
-    iam = var.endpoint
-    sts = var.endpoint
-  }
-  default_tags {
-    tags = local.tags
-  }
-}
-
 resource "aws_vpc" "this" {
   cidr_block           = "10.42.0.0/16"
   enable_dns_support   = true
@@ -119,24 +91,10 @@ resource "aws_subnet" "private" {
   tags                    = { Name = "${var.name_prefix}-private-${each.key}" }
 }
 
-module "storage" {
-  source = "../../../modules/storage"
-  providers = {
-    aws    = aws
-    aws.dr = aws.dr
-  }
-  name_prefix   = var.name_prefix
-  dr_region     = var.dr_region
-  force_destroy = true
-  # moto honours principal-* statements but not their conditions (see the variable).
-  apply_bucket_policy = false
-  tags                = local.tags
-}
-
 module "iam" {
   source          = "../../../modules/iam"
   name_prefix     = var.name_prefix
-  data_bucket_arn = module.storage.data_bucket_arn
+  data_bucket_arn = "arn:aws:s3:::${var.name_prefix}-data"
   tags            = local.tags
 }
 
@@ -148,21 +106,6 @@ output "vpc_id" {
 output "subnets" {
   description = "Private subnet id per zone, in the order of var.zones."
   value       = [for z in var.zones : { zone = z, subnet_id = aws_subnet.private[z].id }]
-}
-
-output "data_bucket" {
-  description = "The data bucket."
-  value       = module.storage.data_bucket
-}
-
-output "dr_bucket" {
-  description = "The DR bucket."
-  value       = module.storage.dr_bucket
-}
-
-output "dr_region" {
-  description = "Region of the DR bucket."
-  value       = var.dr_region
 }
 
 output "instance_profiles" {
