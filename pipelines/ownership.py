@@ -130,6 +130,9 @@ class OwnerRecord:
     heartbeat_interval: float = 10.0
     #: Processes the owner started that are not under the worker: ``{name: [pid, start]}``.
     children: dict[str, list[float]] = field(default_factory=dict)
+    #: The owner ended in order; its record stays so that a leftover (a kernel of a step
+    #: that failed as its worker died) is still found by the token.
+    released: bool = False
 
     def heartbeat_age(self) -> float:
         """Seconds since the last heartbeat."""
@@ -382,12 +385,14 @@ class RunOwnership:
         return None
 
     def release(self) -> None:
-        """End the lease: stop the heartbeat, remove ``owner.json`` if it is still ours."""
+        """End the lease: stop the heartbeat, mark ``owner.json`` released if still ours."""
         global _CURRENT
         self._stop.set()
         with contextlib.suppress(OSError, PipelineError), _acquisition_lock(self.run_dir, 5):
             if self.still_owner():
-                (self.run_dir / OWNER_FILE).unlink(missing_ok=True)
+                self.record.released = True
+                self.record.heartbeat = time.time()
+                _write_owner(self.run_dir, self.record)
         if self._guard is not None and self._guard.poll() is None:
             # SIGKILL: no sweep. The run ended in order; its server is still in use until exit.
             self._guard.kill()
@@ -435,7 +440,7 @@ def acquire_run(
         before = os.environ.get(OWNER_ENV)
         os.environ[OWNER_ENV] = token
         if previous is not None:
-            alive = owner_alive(previous)
+            alive = not previous.released and owner_alive(previous)
             if alive and not takeover:
                 if before is None:
                     os.environ.pop(OWNER_ENV, None)

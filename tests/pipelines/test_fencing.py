@@ -108,7 +108,9 @@ def test_a_dead_owner_is_fenced_before_the_run_is_taken(tmp_path, lease_env):
     assert new.pid == os.getpid() and new.token == mine.token != old.token
     assert os.environ[own.OWNER_ENV] == mine.token
     mine.release()
-    assert not (tmp_path / own.OWNER_FILE).exists()
+    assert own.read_owner(tmp_path).released  # kept: a leftover is still found by its token
+    again = own.acquire_run(tmp_path)  # this very process, alive, but the lease was released
+    assert again.token != mine.token
 
 
 def test_takeover_fences_a_live_owner(tmp_path, lease_env):
