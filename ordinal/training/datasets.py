@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ordinal.training.augment import augment_image, check_augmentation
+
 __all__ = ["ImageOrdinalDataset", "TextOrdinalDataset"]
 
 
@@ -63,18 +65,29 @@ class ImageOrdinalDataset(Dataset):
     images : sequence of PIL.Image.Image
     labels : sequence of int
     image_processor : BaseImageProcessor
+    augment : {"none", "dihedral"}
+        Label-preserving augmentation drawn afresh on every access, before the processor
+        (:mod:`ordinal.training.augment`). Use it for training sets only.
     """
 
-    def __init__(self, images: Sequence[Any], labels: Sequence[int], image_processor: Any) -> None:
+    def __init__(
+        self,
+        images: Sequence[Any],
+        labels: Sequence[int],
+        image_processor: Any,
+        augment: str = "none",
+    ) -> None:
         self.labels = _int_labels(labels, len(images))
         self.images = list(images)
         self.image_processor = image_processor
+        self.augment = check_augmentation(augment)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        pixels = self.image_processor(images=self.images[index].convert("RGB"), return_tensors="pt")
+        image = augment_image(self.images[index].convert("RGB"), self.augment)
+        pixels = self.image_processor(images=image, return_tensors="pt")
         return {
             "pixel_values": pixels["pixel_values"][0],
             "labels": torch.tensor(self.labels[index]),

@@ -66,11 +66,17 @@ class TrainResult:
     log_history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _dataset(records: Sequence[dict[str, Any]], modality: str, processor: Any, spec: TrainSpec):
+def _dataset(
+    records: Sequence[dict[str, Any]],
+    modality: str,
+    processor: Any,
+    spec: TrainSpec,
+    augment: str = "none",
+):
     labels = [r["label"] for r in records]
     if modality == "text":
         return TextOrdinalDataset([r["text"] for r in records], labels, processor, spec.max_length)
-    return ImageOrdinalDataset([r["image"] for r in records], labels, processor)
+    return ImageOrdinalDataset([r["image"] for r in records], labels, processor, augment)
 
 
 # What a resumed run may change: how long it runs, where it logs and how often it saves.
@@ -217,7 +223,8 @@ def train_ordinal_model(
         resolved.source, spec.num_classes, spec.head, spec.label_names, **spec.head_options
     )
     modality = backbone_family(model.config).modality
-    train_ds = _dataset(train_records, modality, resolved.processor, spec)
+    # The preset's training augmentation (e.g. vit-shapes: dihedral); never for evaluation.
+    train_ds = _dataset(train_records, modality, resolved.processor, spec, resolved.augment)
     eval_ds = _dataset(eval_records, modality, resolved.processor, spec) if eval_records else None
     if spec.init_cutpoints_from_labels:
         labels = torch.tensor(train_ds.labels)
