@@ -330,7 +330,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Manifest, BundleError> 
                 format!("dtype {:?} is not int64 or float32", t.dtype),
             )?;
             for d in &t.shape {
-                let ok = d.as_u64().is_some() || d.as_str().map_or(false, |s| !s.is_empty());
+                let ok = d.as_u64().is_some() || d.as_str().is_some_and(|s| !s.is_empty());
                 check(
                     ok,
                     &field,
@@ -472,7 +472,7 @@ pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Manifest, BundleError> 
     )?;
     let fp = &m.signing.key_fingerprint;
     check(
-        fp.strip_prefix("sha256:").map_or(false, sha_ok),
+        fp.strip_prefix("sha256:").is_some_and(sha_ok),
         "signing.key_fingerprint",
         format!("{fp:?} is not sha256:<64 lowercase hex>"),
     )?;

@@ -85,7 +85,7 @@ pub fn append_consume(
     let mut text = String::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
-    let (seq, prev_hash) = match text.lines().filter(|l| !l.trim().is_empty()).last() {
+    let (seq, prev_hash) = match text.lines().rfind(|l| !l.trim().is_empty()) {
         None => (1, GENESIS.to_string()),
         Some(line) => {
             let last: Value = serde_json::from_str(line).map_err(|e| {

@@ -88,6 +88,19 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     )
 }
 
+/// A refused request: status, error code and message (turned into the JSON error body).
+struct Rejection(StatusCode, &'static str, String);
+
+fn reject(status: StatusCode, code: &'static str, message: impl Into<String>) -> Rejection {
+    Rejection(status, code, message.into())
+}
+
+impl From<Rejection> for Response<Body> {
+    fn from(r: Rejection) -> Response<Body> {
+        error(r.0, r.1, r.2)
+    }
+}
+
 /// Decrements the in-flight count however the handler exits.
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
@@ -96,18 +109,18 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn read_body(body: &mut Body, limit: usize) -> Result<Vec<u8>, Response<Body>> {
+async fn read_body(body: &mut Body, limit: usize) -> Result<Vec<u8>, Rejection> {
     let mut bytes = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|e| {
-            error(
+            reject(
                 StatusCode::BAD_REQUEST,
                 "body_read_failed",
                 format!("could not read the request body: {e}"),
             )
         })?;
         if bytes.len() + chunk.len() > limit {
-            return Err(error(
+            return Err(reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("request body exceeds {limit} bytes"),
@@ -118,23 +131,23 @@ async fn read_body(body: &mut Body, limit: usize) -> Result<Vec<u8>, Response<Bo
     Ok(bytes)
 }
 
-fn parse_texts(bytes: &[u8], max_batch: usize) -> Result<Vec<String>, Response<Body>> {
+fn parse_texts(bytes: &[u8], max_batch: usize) -> Result<Vec<String>, Rejection> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        reject(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("request body is not valid JSON: {e}"),
         )
     })?;
     let object = value.as_object().ok_or_else(|| {
-        error(
+        reject(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
             "request body must be a JSON object {\"texts\": [...]}",
         )
     })?;
     if let Some(extra) = object.keys().find(|k| k.as_str() != "texts") {
-        return Err(error(
+        return Err(reject(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
             format!("unknown field {extra:?}; the body is {{\"texts\": [...]}}"),
@@ -143,7 +156,7 @@ fn parse_texts(bytes: &[u8], max_batch: usize) -> Result<Vec<String>, Response<B
     let texts = object
         .get("texts")
         .ok_or_else(|| {
-            error(
+            reject(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
                 "missing field \"texts\"",
@@ -151,14 +164,14 @@ fn parse_texts(bytes: &[u8], max_batch: usize) -> Result<Vec<String>, Response<B
         })?
         .as_array()
         .ok_or_else(|| {
-            error(
+            reject(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_request",
                 "\"texts\" must be an array of strings",
             )
         })?;
     if texts.len() > max_batch {
-        return Err(error(
+        return Err(reject(
             StatusCode::PAYLOAD_TOO_LARGE,
             "batch_too_large",
             format!(
@@ -172,7 +185,7 @@ fn parse_texts(bytes: &[u8], max_batch: usize) -> Result<Vec<String>, Response<B
         .enumerate()
         .map(|(i, t)| {
             t.as_str().map(str::to_owned).ok_or_else(|| {
-                error(
+                reject(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_text",
                     format!("texts[{i}] is {}, not a string", kind(t)),
@@ -220,11 +233,11 @@ async fn predict(app: Arc<App>, mut req: Request<Body>) -> Response<Body> {
     }
     let bytes = match read_body(req.body_mut(), limit).await {
         Ok(b) => b,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into(),
     };
     let texts = match parse_texts(&bytes, app.limits.max_batch) {
         Ok(t) => t,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into(),
     };
     let permit = match app.inference.acquire().await {
         Ok(p) => p,

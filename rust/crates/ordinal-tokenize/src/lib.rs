@@ -443,12 +443,12 @@ impl Tokenizer {
                 } => {
                     out.ids.extend_from_slice(special);
                     out.type_ids
-                        .extend(std::iter::repeat(*type_id).take(special.len()));
+                        .extend(std::iter::repeat_n(*type_id, special.len()));
                 }
                 Piece::Sequence { type_id } => {
                     out.ids.extend_from_slice(&ids);
                     out.type_ids
-                        .extend(std::iter::repeat(*type_id).take(ids.len()));
+                        .extend(std::iter::repeat_n(*type_id, ids.len()));
                 }
             }
         }
@@ -475,17 +475,17 @@ impl Tokenizer {
             batch.input_ids.extend(e.ids.iter().map(|&i| i as i64));
             batch
                 .input_ids
-                .extend(std::iter::repeat(self.pad_id as i64).take(pad));
+                .extend(std::iter::repeat_n(self.pad_id as i64, pad));
             batch
                 .attention_mask
-                .extend(std::iter::repeat(1).take(e.ids.len()));
-            batch.attention_mask.extend(std::iter::repeat(0).take(pad));
+                .extend(std::iter::repeat_n(1, e.ids.len()));
+            batch.attention_mask.extend(std::iter::repeat_n(0, pad));
             batch
                 .token_type_ids
                 .extend(e.type_ids.iter().map(|&i| i as i64));
             batch
                 .token_type_ids
-                .extend(std::iter::repeat(self.pad_type_id as i64).take(pad));
+                .extend(std::iter::repeat_n(self.pad_type_id as i64, pad));
         }
         batch
     }
