@@ -162,3 +162,25 @@ def test_user_data_runner_follows_ec2_states(moto, tmp_path):
     assert runner.reconcile(ec2)["killed"] == [instance_id]
     assert runner.alive() == []
     json.dumps(runner.instances())
+
+
+def test_injector_sdk_retries_of_one_request_get_the_same_error(moto):
+    """A retry carries the same ClientToken: same error, no second fault consumed."""
+    with FaultInjector(moto.url) as injector:
+        ec2 = _ec2(injector.url)
+        spot = {"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time"}}
+        request = {
+            "ImageId": _ami(ec2),
+            "MinCount": 1,
+            "MaxCount": 1,
+            "InstanceType": "g6.xlarge",
+            "InstanceMarketOptions": spot,
+        }
+        injector.arm("InsufficientInstanceCapacity", 1)
+        for _ in range(2):
+            with pytest.raises(ClientError, match="InsufficientInstanceCapacity"):
+                ec2.run_instances(ClientToken="attempt-1", **request)
+        assert injector.retries == 1 and len(injector.injected) == 1
+        ok = ec2.run_instances(ClientToken="attempt-2", **request)
+        ec2.terminate_instances(InstanceIds=[ok["Instances"][0]["InstanceId"]])
+        assert injector.spot_requests == 2

@@ -5,6 +5,11 @@ Every request is forwarded unchanged to the real (emulated) endpoint, except a
 error response EC2 itself sends (the ``<Response><Errors><Error>`` XML, AWS's HTTP status),
 so the AWS SDK inside Terraform's provider parses it exactly as it would on AWS.
 
+A "request" is one ``ClientToken`` (the idempotency token the SDK keeps across its own
+retries): the SDK's retries of a failed request get the same error, as they would from a
+zone without capacity, and only a new request (the next orchestration attempt) takes the
+next armed fault.
+
 Arm it from the same process (:meth:`FaultInjector.arm`) or over HTTP from another one:
 ``POST /__faults__`` with ``{"code": "InsufficientInstanceCapacity", "count": 2}``;
 ``GET /__faults__`` returns what is armed and what was injected.
@@ -77,8 +82,10 @@ class FaultInjector:
         self.upstream = (parts.hostname, parts.port or 80)
         self._lock = threading.Lock()
         self._armed: list[str] = []
+        self._by_token: dict[str, tuple[int, bytes]] = {}
         self.injected: list[dict[str, Any]] = []
         self.spot_requests = 0
+        self.retries = 0
         self._server = ThreadingHTTPServer((HOST, port), self._handler())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -132,7 +139,11 @@ class FaultInjector:
             return None
         if form.get("InstanceMarketOptions.MarketType", [""])[0] != "spot":
             return None
+        token = form.get("ClientToken", [""])[0]
         with self._lock:
+            if token and token in self._by_token:
+                self.retries += 1
+                return self._by_token[token]
             self.spot_requests += 1
             if not self._armed:
                 return None
@@ -146,7 +157,11 @@ class FaultInjector:
         self.injected.append(
             {"code": code, "instance_type": form.get("InstanceType", ["?"])[0], "status": status}
         )
-        return status, error_xml(code, message)
+        fault = (status, error_xml(code, message))
+        if token:
+            with self._lock:
+                self._by_token[token] = fault
+        return fault
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         injector = self
@@ -185,6 +200,7 @@ class FaultInjector:
                         "armed": injector.armed,
                         "injected": injector.injected,
                         "spot_requests": injector.spot_requests,
+                        "retries": injector.retries,
                     }
                 ).encode()
                 self._reply(200, body, "application/json")

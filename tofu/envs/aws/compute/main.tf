@@ -128,6 +128,9 @@ variable "kms_key_id" {
 provider "aws" {
   region              = var.region
   allowed_account_ids = var.account_id == null ? null : [var.account_id]
+  # The provider's default (25) would retry a spot capacity error for minutes; a few tries,
+  # then the provisioner's fallback policy moves zone or market.
+  max_retries = 3
 }
 
 module "vm" {

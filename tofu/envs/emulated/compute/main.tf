@@ -132,9 +132,9 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   skip_requesting_account_id  = true
-  # One try per orchestration attempt: the provisioner's fallback policy decides what to
-  # do with a capacity error, not the SDK's retry loop.
-  max_retries = 1
+  # A few SDK retries for transport hiccups; a capacity error stays a capacity error on
+  # retry (same ClientToken), and the fallback policy decides what to do with it.
+  max_retries = 3
   endpoints {
     ec2 = coalesce(var.ec2_endpoint, var.endpoint)
     iam = var.endpoint

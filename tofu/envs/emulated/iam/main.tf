@@ -39,7 +39,7 @@ provider "aws" {
   skip_metadata_api_check     = true
   skip_region_validation      = true
   skip_requesting_account_id  = true
-  max_retries                 = 1
+  max_retries                 = 5
   endpoints {
     iam = var.endpoint
     sts = var.endpoint

@@ -57,7 +57,7 @@ provider "aws" {
   skip_region_validation      = true
   skip_requesting_account_id  = true
   s3_use_path_style           = true
-  max_retries                 = 1
+  max_retries                 = 5
   endpoints {
     ec2 = coalesce(var.ec2_endpoint, var.endpoint)
     s3  = var.endpoint

@@ -55,7 +55,7 @@ provider "aws" {
   skip_region_validation      = true
   skip_requesting_account_id  = true
   s3_use_path_style           = true
-  max_retries                 = 1
+  max_retries                 = 5
   endpoints {
     s3  = var.endpoint
     iam = var.endpoint
@@ -74,7 +74,7 @@ provider "aws" {
   skip_region_validation      = true
   skip_requesting_account_id  = true
   s3_use_path_style           = true
-  max_retries                 = 1
+  max_retries                 = 5
   endpoints {
     s3  = var.endpoint
     iam = var.endpoint
