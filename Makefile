@@ -18,11 +18,23 @@ export DO_NOT_TRACK := 1
 .PHONY: install run test lint format lab bench clean
 
 # Debian packages the control-plane stack runs (servers are started by the project, on
-# loopback; installing them starts nothing). Skipped when already present.
+# loopback; installing them starts nothing), and the Rust crates the serving workspace
+# (rust/) builds from offline (Debian's registry; the Rust crate registry is not reachable).
+# Skipped when already present.
 SYSTEM_PACKAGES := postgresql-15 nginx-light
+RUST_CRATES := librust-hyper-dev librust-tokio-dev librust-clap-dev librust-serde-dev \
+  librust-serde+serde-derive-dev librust-serde-json-dev librust-libloading-dev \
+  librust-sha2-dev librust-unicode-normalization-dev librust-unicode-categories-dev \
+  librust-tracing-dev librust-tracing-subscriber-dev librust-thiserror-dev \
+  librust-anyhow-dev librust-ring-dev librust-base64-dev librust-hex-dev \
+  librust-tempfile-dev librust-aho-corasick-dev librust-libc-dev
+
+# rustup's toolchain when the machine has one; Debian's cargo otherwise (installed below).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 $(STAMP): pyproject.toml constraints.txt
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(SYSTEM_PACKAGES) $(RUST_CRATES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if ! command -v cargo >/dev/null; then missing="$$missing cargo rustc"; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

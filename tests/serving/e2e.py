@@ -10,7 +10,8 @@ For a bundle folder this
    onnxruntime, same graph, same batches), comparing labels exactly and ``probs``,
    ``cum_probs`` and ``latent`` within ``PROBS_ATOL``;
 4. writes the result, keyed by the bundle digest (sha256 of ``bundle.json``), to
-   ``<state>/release/rust-e2e/<digest>.json`` (or ``--out``): the file the release policy's
+   ``releases/serving-e2e/<digest>.json`` in the storage root (or ``--out``): the file the
+   release policy's
    "Rust e2e" criterion reads.
 
 Run it from the repository root::
@@ -39,8 +40,9 @@ from tests.serving.service import Service, build_binaries, ort_library
 
 __all__ = [
     "PROBS_ATOL",
+    "RESULTS_PREFIX",
     "RESULT_FORMAT",
-    "default_result_path",
+    "default_result_key",
     "held_out_texts",
     "replay",
     "run_e2e",
@@ -52,11 +54,14 @@ RESULT_FORMAT = "ordinal-rust-e2e/1"
 BATCH = 32
 
 
-def default_result_path(digest: str) -> Path:
-    """``<state>/release/rust-e2e/<digest>.json``."""
-    from ordinal.paths import state_dir
+#: Where the release policy reads results (``deploy/release-policy.yaml``, ``rust_e2e``): a
+#: key under the storage root, named by the bundle digest.
+RESULTS_PREFIX = "releases/serving-e2e"
 
-    return state_dir() / "release" / "rust-e2e" / f"{digest}.json"
+
+def default_result_key(digest: str) -> str:
+    """``releases/serving-e2e/<digest>.json`` in the storage root."""
+    return f"{RESULTS_PREFIX}/{digest}.json"
 
 
 def held_out_texts(n: int = 600) -> list[str]:
@@ -174,6 +179,7 @@ def run_e2e(
     trusted_keys: Sequence[str],
     *,
     out: Path | None = None,
+    storage: str | None = None,
     texts: Sequence[str] | None = None,
     parity_count: int = 10_000,
     binaries: dict[str, Path] | None = None,
@@ -226,12 +232,21 @@ def run_e2e(
     result["passed"] = result["tokenizer"]["passed"] and all(
         v["passed"] for v in result["variants"].values()
     )
-    target = Path(out) if out else default_result_path(digest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    result["written_to"] = str(target)
+    result["bundle_sha256"] = digest  # what the release policy matches
+    body = (json.dumps(result, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    if out:
+        target = Path(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, target)
+        result["written_to"] = str(target)
+    else:
+        from ordinal.artifacts import open_storage
+
+        store = open_storage(storage)
+        store.put_bytes(body, default_result_key(digest))  # atomic in every backend
+        result["written_to"] = f"{store.url}/{default_result_key(digest)}"
     return result
 
 
@@ -240,13 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", required=True, type=Path)
     parser.add_argument("--trusted-key", action="append", required=True, dest="keys")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="A file instead of the storage root")
+    parser.add_argument("--storage", help="Storage root URL (default: the local store)")
     parser.add_argument("--texts", type=Path, help="JSON Lines of strings to replay")
     args = parser.parse_args(argv)
     texts = None
     if args.texts:
         texts = [json.loads(line) for line in args.texts.read_text().splitlines() if line.strip()]
-    result = run_e2e(args.bundle, args.keys, out=args.out, texts=texts)
+    result = run_e2e(args.bundle, args.keys, out=args.out, storage=args.storage, texts=texts)
     print(json.dumps({k: result[k] for k in ("bundle", "passed", "written_to")}, indent=2))
     return 0 if result["passed"] else 1
 

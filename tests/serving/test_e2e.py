@@ -2,8 +2,9 @@
 
 600 held-out texts (demo reviews with their own seed plus the tricky corpus) go through
 ``ordinal-serve`` and through :class:`ordinal.release.BundlePredictor` in the same batches:
-FP32 and INT8 labels must be identical and probabilities within 1e-5. The result file is
-the one the release policy reads (``<state>/release/rust-e2e/<digest>.json``).
+FP32 and INT8 labels must be identical and probabilities within 1e-5. The result is written
+where the release policy reads it (``releases/serving-e2e/<digest>.json`` in the storage
+root), and the policy's "Rust e2e" criterion is checked to pass on it.
 """
 
 from __future__ import annotations
@@ -11,16 +12,31 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tests.serving.e2e import PROBS_ATOL, RESULT_FORMAT, default_result_path, run_e2e
+from tests.serving.e2e import PROBS_ATOL, RESULT_FORMAT, default_result_key, run_e2e
 
 
 def test_rust_matches_python_on_the_same_bundle(binaries, bundle, signing, tmp_path, monkeypatch):
-    monkeypatch.setenv("ORDINAL_HOME", str(tmp_path / "state"))
-    result = run_e2e(bundle, [signing["release_fingerprint"]], binaries=binaries, parity_count=1000)
+    from ordinal.artifacts import open_storage
+    from ordinal.release.policy import _rust_e2e, load_policy
+    from ordinal.release.registry import Registry
+
+    monkeypatch.delenv("ORDINAL_SERVING_E2E_DIR", raising=False)
+    store = open_storage(str(tmp_path / "store"))
+    result = run_e2e(
+        bundle,
+        [signing["release_fingerprint"]],
+        binaries=binaries,
+        parity_count=1000,
+        storage=store.url,
+    )
     digest = hashlib.sha256((bundle / "bundle.json").read_bytes()).hexdigest()
-    written = default_result_path(digest)
-    assert result["written_to"] == str(written)
-    on_disk = json.loads(written.read_text())
+    assert result["written_to"] == f"{store.url}/{default_result_key(digest)}"
+    on_disk = json.loads(store.get_bytes(default_result_key(digest)))
+    # The release policy finds it and reads it as passed for exactly this bundle.
+    registry = Registry(store, [signing["release_fingerprint"]], tracking_uri="")
+    criterion = _rust_e2e(registry, digest, load_policy()[0])
+    assert criterion.status == "pass", criterion
+    assert _rust_e2e(registry, "0" * 64, load_policy()[0]).status == "missing"
     assert on_disk["format"] == RESULT_FORMAT
     assert on_disk["bundle"] == {"name": "serving-demo", "version": "1.0.0", "digest": digest}
     assert on_disk["tokenizer"]["mismatches"] == 0 and on_disk["tokenizer"]["passed"]
