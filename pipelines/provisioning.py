@@ -9,6 +9,9 @@ and says so. OpenTofu-provisioned VMs come later behind the same interface.
 
 Teardown is idempotent and works from a fresh process: the provisioner records what it
 started in ``{run_dir}/provision/state.json``, so a crash or cancellation hook can clean up.
+The worker dies with the process that started it (Linux ``PR_SET_PDEATHSIG``), and a
+resumed run fences what a dead owner left before it provisions (:mod:`pipelines.ownership`;
+other provisioners add their teardown with ``register_fence_hook``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.steps import STEPS
 from tests.chaos.chaos_notebooks import write_chaos_notebooks
 from tests.chaos.harness import (
     SAVE,
@@ -76,10 +77,21 @@ def _check(result, home: Path, reference: dict[str, str], step: str) -> None:
     record(result)
 
 
+#: Every fault in every step; the worker only during compute steps (the others run on the
+#: control side, before the worker exists or beside it).
+MATRIX = [
+    (fault, step)
+    for fault in ("orchestrator", "worker", "kernel")
+    for step in STEP_NAMES
+    if fault != "worker" or STEPS[step].compute
+]
+
+
 def _seed(fault: str, step: str) -> int:
     return zlib.crc32(f"{fault}:{step}".encode())
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_orchestrator_during_training_is_fenced_and_resumed(
     home, notebooks, reference, tmp_path
 ):
@@ -96,19 +108,16 @@ def test_kill_9_of_the_orchestrator_during_training_is_fenced_and_resumed(
     _check(result, home, reference, "train")
 
 
+@pytest.mark.slow
 @pytest.mark.chaos_full
-@pytest.mark.parametrize("step", STEP_NAMES)
-@pytest.mark.parametrize("fault", ["orchestrator", "worker", "kernel"])
+@pytest.mark.parametrize(("fault", "step"), MATRIX)
 def test_kill_9_then_resume(fault, step, home, notebooks, reference, tmp_path):
-    from pipelines.steps import STEPS
-
-    if fault == "worker" and not STEPS[step].compute:
-        pytest.skip(f"{step} runs on the control side: there is no worker during it")
     log = tmp_path / "run.log"
     result = inject(fault, step, _seed(fault, step), home, notebooks, log)
     _check(result, home, reference, step)
 
 
+@pytest.mark.slow
 @pytest.mark.chaos_full
 def test_a_run_never_resumed_leaves_nothing_behind(home, notebooks, tmp_path):
     """kill -9 of the orchestrator with the guard on: no resume, and still no leftovers."""
