@@ -140,7 +140,7 @@ def test_the_installed_commands_work_from_a_folder_outside_the_repository(instal
     assert proposed.is_file()  # for review; commit it to make it the authority
     config = json.loads((run_dir / "train" / "model" / "config.json").read_text())
     assert config["ordinal"]["num_classes"] == 10
-    assert config["id2label"]["0"] == "1" and config["id2label"]["9"] == "10"
+    assert config["ordinal"]["label_names"] == [str(v) for v in range(1, 11)]
 
     # The export config is found in the installed share/ folder.
     model = run_dir / "train" / "model"
