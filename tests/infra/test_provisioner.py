@@ -50,8 +50,13 @@ def _teardown_in_fresh_process(state: Path) -> tuple[dict, float]:
 
 
 def test_gpu_then_cpu_vm_with_spot_fallback(cloud, tmp_path, assert_no_leaks):
-    """GPU VM (two capacity errors: spot zone a, spot zone b, then on-demand), destroyed from
-    a fresh process before the CPU VM's apply; then the CPU VM; both user-data booted."""
+    """A wrong image fails at the first attempt with the provider's message; fixed, the GPU
+    VM meets two capacity errors (spot zone a, spot zone b, then on-demand), is destroyed
+    from a fresh process before the CPU VM's apply; then the CPU VM; both user-data booted.
+
+    The fatal attempt and the GPU VM share a state key (the operator fixes the image and
+    runs again), so the security group the failed apply made is adopted, not leaked.
+    """
     fell_back, booted, running, teardowns = [], {}, {}, []
     ec2 = cloud.client("ec2")
 
@@ -73,14 +78,26 @@ def test_gpu_then_cpu_vm_with_spot_fallback(cloud, tmp_path, assert_no_leaks):
         assert again["already_destroyed"] is True
         return report
 
-    cloud.injector.arm("InsufficientInstanceCapacity", 1)
-    cloud.injector.arm("UnfulfillableCapacity", 1)
+    platform = cloud.platform()
     phases = [
         Phase(VmSpec(stage="train", instance_type="g4dn.xlarge", market="spot"), ("train",)),
         Phase(VmSpec(stage="export", instance_type="c6i.xlarge", profile="cpu"), ("export",)),
     ]
+    # An unknown image (moto validates AMIs) is not retried: one attempt, the provider's
+    # message (it looks the image up before RunInstances), the VM's parameters named.
+    wrong = type(platform)(**{**platform.__dict__, "ami_id": "ami-0badc0ffee0000000"})
+    with pytest.raises(FatalProvisionError) as caught:
+        TofuProvisioner(wrong, phases[0].vm, **OPTIONS).provision("r-phases", tmp_path)
+    assert "ami-0badc0ffee0000000" in str(caught.value) and "g4dn.xlarge" in str(caught.value)
+    state = json.loads((tmp_path / "provision" / "train" / "state.json").read_text())
+    assert (
+        len(state["vm"]["attempts"]) == 1 and state["vm"]["attempts"][0]["error_class"] == "fatal"
+    )
+
+    cloud.injector.arm("InsufficientInstanceCapacity", 1)
+    cloud.injector.arm("UnfulfillableCapacity", 1)
     gpu, cpu = run_vm_phases(
-        cloud.platform(),
+        platform,
         phases,
         "r-phases",
         tmp_path,
@@ -133,23 +150,4 @@ def test_gpu_then_cpu_vm_with_spot_fallback(cloud, tmp_path, assert_no_leaks):
         )
         assert record.billed_seconds >= 60
     assert max(teardowns) < 120, f"teardown took {teardowns}"  # goal: < 60 s
-    assert_no_leaks()
-
-
-def test_fatal_error_fails_first_attempt_with_provider_message(cloud, tmp_path, assert_no_leaks):
-    """An unknown image (moto validates AMIs) is not retried: one attempt, the provider's
-    message; teardown removes what the failed apply made (its security group)."""
-    platform = cloud.platform()
-    platform = type(platform)(**{**platform.__dict__, "ami_id": "ami-0badc0ffee0000000"})
-    provisioner = TofuProvisioner(
-        platform, VmSpec(stage="export", instance_type="c6i.xlarge", profile="cpu"), **OPTIONS
-    )
-    with pytest.raises(FatalProvisionError) as caught:
-        provisioner.provision("r-fatal", tmp_path)
-    # The provider looks the image up before RunInstances and reports it missing.
-    assert "ami-0badc0ffee0000000" in str(caught.value)
-    state = json.loads((tmp_path / "provision" / "export" / "state.json").read_text())
-    assert len(state["vm"]["attempts"]) == 1
-    assert provisioner.teardown()["destroyed"]
-    assert provisioner.teardown()["already_destroyed"]
     assert_no_leaks()
