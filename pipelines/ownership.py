@@ -183,14 +183,16 @@ def _is_ancestor_or_self(pid: int) -> bool:
     return False
 
 
-def kill_token_processes(token: str, grace: float = 5.0) -> list[int]:
+def kill_token_processes(
+    token: str, grace: float = 5.0, spare: frozenset[int] = frozenset()
+) -> list[int]:
     """SIGTERM every process whose environment carries ``token``, SIGKILL the rest after
-    ``grace`` seconds; returns their pids. Never this process or its ancestors."""
+    ``grace`` seconds; returns their pids. Never this process, its ancestors or ``spare``."""
     if not token:
         return []
     found: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid"]):
-        if _is_ancestor_or_self(proc.pid):
+        if proc.pid in spare or _is_ancestor_or_self(proc.pid):
             continue
         try:
             if proc.environ().get(OWNER_ENV) == token:
@@ -388,6 +390,13 @@ class RunOwnership:
         """End the lease: stop the heartbeat, mark ``owner.json`` released if still ours."""
         global _CURRENT
         self._stop.set()
+        # Orphans of this run (a step's process whose worker died under it) end with it;
+        # this process's own children (the API server, still in use until exit) are spared.
+        with contextlib.suppress(psutil.Error):
+            mine = frozenset(p.pid for p in psutil.Process().children(recursive=True))
+            swept = kill_token_processes(self.token, grace=5.0, spare=mine)
+            if swept:
+                log.warning("stopped processes the run left behind: %s", swept)
         with contextlib.suppress(OSError, PipelineError), _acquisition_lock(self.run_dir, 5):
             if self.still_owner():
                 self.record.released = True

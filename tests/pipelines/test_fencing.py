@@ -322,3 +322,20 @@ def test_an_s3_lease_taken_by_another_is_lost_and_does_not_publish(tmp_path, s3_
             lease.check_publish()
     # The new holder's object is left alone.
     assert json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())["pid"] == 1
+
+
+def test_release_stops_what_the_run_orphaned_but_spares_its_own_children(tmp_path, lease_env):
+    """A step process whose worker died under it is re-parented: the run's end stops it."""
+    mine = own.acquire_run(tmp_path)
+    child = subprocess.Popen(["sleep", "300"])  # still this process's child: spared
+    out = subprocess.run(
+        ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+    )  # the shell exits: its sleep is an orphan carrying the token
+    orphan = int(out.stdout)
+    try:
+        mine.release()
+        assert _gone(orphan, 10.0)
+        assert child.poll() is None
+    finally:
+        child.kill()
+        child.wait()
