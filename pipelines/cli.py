@@ -107,9 +107,13 @@ def run(
     source: Annotated[str, typer.Option(help="Approved source (demo-shapes-large: images)")] = (
         "demo-reviews"
     ),
-    model: Annotated[str, typer.Option(help="minilm, bert-tiny, vit-tiny or a folder")] = "",
+    model: Annotated[
+        str, typer.Option(help="minilm, bert-tiny, vit-shapes, vit-tiny or a model folder")
+    ] = "",
     head: Annotated[str, typer.Option(help="cumulative_link, coral or corn")] = "cumulative_link",
-    epochs: Annotated[float, typer.Option(help="Training epochs")] = 2.0,
+    epochs: Annotated[
+        float, typer.Option(help="Training epochs (0: 2 for text, 20 for images)")
+    ] = 0.0,
     max_steps: Annotated[int, typer.Option(help="Stop training after N steps (-1: epochs)")] = -1,
     compute: Annotated[str, typer.Option(help="auto, worker or in-process")] = "auto",
     run_id: Annotated[str, typer.Option(help="Run id; reuse one to resume a failed run")] = "",

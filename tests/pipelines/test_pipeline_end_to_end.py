@@ -117,7 +117,7 @@ def test_image_pipeline_is_one_parameter_away(home):
     assert summary["status"] == "completed"
     assert summary["compute"] == "in-process (asked for)"
     runs = {r.info.run_name: r for r in mlflow_runs(home)}
-    assert runs["e2e-image"].data.params["train.model"] == "vit-tiny"
+    assert runs["e2e-image"].data.params["train.model"] == "vit-shapes"
     assert runs["e2e-image"].data.tags["ordinal.dataset"] == "shapes/v2"
     assert runs["parity"].data.metrics["parity_num_samples"] == 500
 
