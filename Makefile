@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint format lab bench clean
+.PHONY: install run test lint format lab bench clean infra-check
 
 # Debian packages the control-plane stack runs (servers are started by the project, on
 # loopback; installing them starts nothing), and the Rust crates the serving workspace
@@ -80,6 +80,17 @@ BENCH ?= *
 bench: $(STAMP)
 	@set -e; for script in benchmarks/bench_$(BENCH).py; do \
 	  echo "== $$script"; $(BIN)/python $$script; done
+
+# Policy as code for tofu/: fmt, validate, terraform test, checkov on the plans (checkov lives
+# in a venv of its own: its pins conflict with the boto3 that prefect and mlflow need), IAM
+# allow/deny tables. See docs/infrastructure.md.
+CHECKOV_VENV := .ordinal/checkov-venv
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"
+
+infra-check: $(STAMP) $(CHECKOV_VENV)/bin/checkov
+	$(BIN)/ordinal infra check
 
 clean:
 	rm -rf .ordinal runs .pytest_cache .ruff_cache .coverage htmlcov
