@@ -62,7 +62,23 @@ def export_cmd(
 @export_app.command("parity")
 def parity_cmd(
     model_dir: Annotated[Path, typer.Argument(help="The PyTorch model that was exported")],
-    onnx_path: Annotated[Path, typer.Argument(help="The exported model.onnx")],
+    onnx_path: Annotated[
+        Path | None,
+        typer.Argument(help="The exported model.onnx (or give --experiment instead)"),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            help="Check the stored models/onnx/{experiment}/fp32/ model of the storage root; "
+            "the reports are stored in its fp32/parity/"
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Storage root URL with --experiment (default: local store)")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint (default: $ORDINAL_S3_ENDPOINT_URL)")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="Held-out CSV/JSONL (id,text,label)")] = None,
     demo_size: Annotated[
         int, typer.Option(help="Held-out demo reviews when --data is absent")
@@ -76,21 +92,58 @@ def parity_cmd(
     ] = None,
 ) -> None:
     """Parity gate: ONNX Runtime vs PyTorch on >= 500 held-out samples at atol 1e-5."""
+    from ordinal.artifacts import open_storage
+    from ordinal.exceptions import OrdinalError
     from ordinal.export.errors import ParityError
+    from ordinal.export.onnx_export import MODEL_FILE, local_model_folder
     from ordinal.export.parity import ParitySpec, check_parity
 
+    if (onnx_path is None) == (experiment is None):
+        console.print("[red]give either the ONNX path or --experiment (not both)[/]")
+        raise typer.Exit(2)
+    if experiment is None and (storage or endpoint_url):
+        console.print("[red]--storage and --endpoint-url need --experiment[/]")
+        raise typer.Exit(2)
     spec = ParitySpec(non_production=non_production)
-    try:
-        report = check_parity(
-            model_dir, onnx_path, _records(data, demo_size, demo_seed), spec, out_dir, _say
-        )
-    except ParityError as exc:
-        console.print(f"[bold red]parity FAILED[/]: {exc}")
-        raise typer.Exit(1) from None
-    except (ValueError, FileNotFoundError) as exc:  # too few samples, bad graph or inputs
-        console.print(f"[bold red]parity not run[/]: {exc}")
-        raise typer.Exit(2) from None
-    _parity_table(report)
+    with tempfile.TemporaryDirectory(prefix="parity-") as work:
+        store = None
+        if experiment is not None:
+            try:
+                store = open_storage(storage, endpoint_url=endpoint_url)
+                onnx_path = local_model_folder(store, experiment, "fp32", work) / MODEL_FILE
+            except OrdinalError as exc:
+                console.print(f"[red]{exc}: run `ordinal export` first[/]", soft_wrap=True)
+                raise typer.Exit(2) from None
+        assert onnx_path is not None
+        report_dir = out_dir or onnx_path.parent / "parity"
+        try:
+            report = check_parity(
+                model_dir,
+                onnx_path,
+                _records(data, demo_size, demo_seed),
+                spec,
+                report_dir,
+                _say,
+            )
+        except ParityError as exc:
+            console.print(f"[bold red]parity FAILED[/]: {exc}")
+            _store_parity(store, experiment, report_dir)
+            raise typer.Exit(1) from None
+        except (ValueError, FileNotFoundError) as exc:  # too few samples, bad graph or inputs
+            console.print(f"[bold red]parity not run[/]: {exc}")
+            raise typer.Exit(2) from None
+        _parity_table(report)
+        _store_parity(store, experiment, report_dir)
+
+
+def _store_parity(store: Any, experiment: str | None, report_dir: Path) -> None:
+    """With --experiment: the reports and reference.npz go to the storage root's fp32/parity/."""
+    from ordinal.export.parity import parity_prefix, store_parity_folder
+
+    if store is None or experiment is None:
+        return
+    keys = store_parity_folder(report_dir, experiment, store)
+    print(f"stored: {store.url}/{parity_prefix(experiment)}/ ({len(keys)} files)")
 
 
 def _parity_table(report: Any) -> None:
@@ -108,9 +161,31 @@ def _parity_table(report: Any) -> None:
 
 @export_app.command("parity-recheck")
 def parity_recheck_cmd(
-    models_root: Annotated[Path, typer.Argument(help="A models/onnx folder, or one model.onnx")],
+    models_root: Annotated[
+        str | None,
+        typer.Argument(
+            help="A models/onnx folder, one model.onnx, or a storage root URL (s3://...)"
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Recheck every retained model of this storage root (default: local)"),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="S3-compatible endpoint (default: $ORDINAL_S3_ENDPOINT_URL)")
+    ] = None,
 ) -> None:
     """Re-check retained models against their stored parity references (dependency drift)."""
+    if models_root is not None and storage is not None:
+        console.print("[red]give a models folder or --storage, not both[/]")
+        raise typer.Exit(2)
+    if models_root is not None and "://" not in models_root:
+        _recheck_local(Path(models_root))
+    else:
+        _recheck_storage(models_root or storage, endpoint_url)
+
+
+def _recheck_local(models_root: Path) -> None:
     from ordinal.export.errors import GraphError, ParityError
     from ordinal.export.parity import ParitySpec, recheck_parity
 
@@ -130,6 +205,52 @@ def parity_recheck_cmd(
         except (ParityError, FileNotFoundError, GraphError) as exc:
             failed += 1
             console.print(f"[red]FAIL[/] {path}: {exc}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _recheck_storage(url: str | None, endpoint_url: str | None) -> None:
+    """Every stored fp32 model with a stored parity reference, rechecked on a local copy."""
+    from ordinal.artifacts import open_storage
+    from ordinal.exceptions import OrdinalError
+    from ordinal.export.errors import GraphError, ParityError
+    from ordinal.export.parity import (
+        RECHECK_DIR,
+        ParitySpec,
+        fetch_for_recheck,
+        recheck_parity,
+        store_parity_folder,
+        stored_parity_experiments,
+    )
+
+    try:
+        store = open_storage(url, endpoint_url=endpoint_url)
+        experiments = stored_parity_experiments(store)
+    except OrdinalError as exc:
+        console.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    if not experiments:
+        console.print(
+            f"[red]no retained models in {store.url}[/] "
+            "(models/onnx/*/fp32/model.onnx with fp32/parity/reference.npz)"
+        )
+        raise typer.Exit(2)
+    failed = 0
+    for experiment in experiments:
+        where = f"{store.url}/models/onnx/{experiment}/fp32"
+        with tempfile.TemporaryDirectory(prefix="recheck-") as work:
+            try:
+                path = fetch_for_recheck(store, experiment, work)
+                out = path.parent / RECHECK_DIR
+                try:
+                    report = recheck_parity(path, ParitySpec(non_production=True), out)
+                finally:
+                    if out.is_dir():
+                        store_parity_folder(out, experiment, store, RECHECK_DIR)
+                console.print(f"[green]ok[/]   {where} ({report.num_samples} samples)")
+            except (ParityError, FileNotFoundError, GraphError, OrdinalError) as exc:
+                failed += 1
+                console.print(f"[red]FAIL[/] {where}: {exc}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -186,7 +307,7 @@ def quantize_cmd(
     try:
         fp32_dir = local_model_folder(store, experiment, "fp32", tempfile.mkdtemp(prefix="fp32-"))
     except ExportError as exc:
-        console.print(f"[red]{exc}: run `ordinal export` first[/]")
+        console.print(f"[red]{exc}: run `ordinal export` first[/]", soft_wrap=True)
         raise typer.Exit(2) from None
     fp32 = fp32_dir / MODEL_FILE
     try:

@@ -24,15 +24,29 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoConfig
 
+from ordinal.artifacts import layout
+from ordinal.artifacts.storage import Storage
 from ordinal.export.errors import GraphError, ParityError
 from ordinal.export.graph import load_onnx
 from ordinal.models import backbone_family, load_ordinal_model, ordinal_forward
 from ordinal.presets import resolve_model
 
-__all__ = ["ParityReport", "ParitySpec", "check_parity", "recheck_parity", "run_onnx"]
+__all__ = [
+    "ParityReport",
+    "ParitySpec",
+    "check_parity",
+    "fetch_for_recheck",
+    "parity_prefix",
+    "recheck_parity",
+    "run_onnx",
+    "store_parity_folder",
+    "stored_parity_experiments",
+]
 
 COMPARED = ("latent", "ordinal_logits", "cum_probs", "probs")
 REFERENCE_FILE = "reference.npz"
+PARITY_DIR = "parity"
+RECHECK_DIR = "parity-recheck"
 
 
 class ParitySpec(BaseModel):
@@ -391,3 +405,104 @@ def recheck_parity(
     if not report.passed:
         raise ParityError("parity recheck failed", report.files["markdown"], report.failures)
     return report
+
+
+def parity_prefix(experiment: str, folder: str = PARITY_DIR) -> str:
+    """Key prefix of an experiment's parity folder: ``models/onnx/{experiment}/fp32/parity``.
+
+    >>> parity_prefix("exp-1")
+    'models/onnx/exp-1/fp32/parity'
+    """
+    if folder not in (PARITY_DIR, RECHECK_DIR):
+        raise ValueError(
+            f"unknown parity folder {folder!r}; expected {PARITY_DIR!r} or {RECHECK_DIR!r}"
+        )
+    return layout.join(layout.onnx_dir(experiment, "fp32"), folder)
+
+
+def store_parity_folder(
+    parity_dir: str | Path, experiment: str, storage: Storage, folder: str = PARITY_DIR
+) -> list[str]:
+    """Store the files of a parity report folder under ``models/onnx/{experiment}/fp32/parity/``.
+
+    What :func:`check_parity` wrote (``parity.json``, ``parity.md``, ``deltas.npz`` and
+    ``reference.npz``) goes where ``ordinal parity-recheck`` looks for it, in any storage
+    root. Call it also when the gate failed: the reports are what a reviewer needs. Files that
+    already are the stored ones (a local store, reports written beside the stored model) are
+    left as they are.
+
+    Parameters
+    ----------
+    parity_dir : path
+        The local report folder (``ParityReport.report_dir``).
+    experiment : str
+        The experiment whose FP32 model was checked.
+    storage : Storage
+        The storage root that holds ``models/onnx/{experiment}/fp32/``.
+    folder : str
+        ``"parity"`` (the gate) or ``"parity-recheck"`` (a scheduled recheck).
+
+    Returns
+    -------
+    list of str
+        The storage keys of the stored files, sorted.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``parity_dir`` is not a folder, or holds no files.
+    """
+    parity_dir = Path(parity_dir)
+    files = sorted(p for p in parity_dir.rglob("*") if p.is_file()) if parity_dir.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"no parity reports in {parity_dir}: run check_parity first")
+    prefix = parity_prefix(experiment, folder)
+    keys = []
+    for path in files:
+        key = layout.join(prefix, path.relative_to(parity_dir).as_posix())
+        local = storage.local_path(key)
+        if local is None or local.resolve() != path.resolve():
+            storage.put_file(path, key)
+        keys.append(key)
+    return keys
+
+
+def stored_parity_experiments(storage: Storage) -> list[str]:
+    """Experiments whose ``fp32/model.onnx`` and ``fp32/parity/reference.npz`` are both stored."""
+    root = layout.join("models", "onnx")
+    keys = set(storage.list(root))
+    found = []
+    for key in keys:
+        parts = key.split("/")
+        if (
+            len(parts) == 6
+            and parts[3:] == ["fp32", PARITY_DIR, REFERENCE_FILE]
+            and layout.join(*parts[:4], "model.onnx") in keys
+        ):
+            found.append(parts[2])
+    return sorted(found)
+
+
+def fetch_for_recheck(storage: Storage, experiment: str, work_dir: str | Path) -> Path:
+    """A local ``model.onnx`` of ``experiment`` with its stored ``parity/reference.npz`` beside it.
+
+    The stored file itself on a local store; else the FP32 folder (graph, external data,
+    tokenizer files) and the stored reference are downloaded into ``work_dir/fp32/``, leaving
+    out the old reports. Raises :class:`FileNotFoundError` naming the storage and key when
+    either is missing.
+    """
+    prefix = layout.onnx_dir(experiment, "fp32")
+    model_key = layout.join(prefix, "model.onnx")
+    reference_key = layout.join(parity_prefix(experiment), REFERENCE_FILE)
+    for key in (model_key, reference_key):
+        if not storage.exists(key):
+            raise FileNotFoundError(f"{storage.url} has no {key}")
+    local = storage.local_path(model_key)
+    if local is not None:
+        return local
+    dest = Path(work_dir) / "fp32"
+    reports = (layout.join(prefix, PARITY_DIR) + "/", layout.join(prefix, RECHECK_DIR) + "/")
+    for key in storage.list(prefix):
+        if key == reference_key or not key.startswith(reports):
+            storage.download(key, dest / key[len(prefix) + 1 :])
+    return dest / "model.onnx"
