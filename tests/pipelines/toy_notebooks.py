@@ -21,7 +21,10 @@ def write_toy_notebooks(
     """Write one toy notebook per step into ``folder``; ``fail`` names a step that raises."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, step in STEPS.items():
-        params = "\n".join(f"{k} = {f.default!r}" for k, f in step.params.model_fields.items())
+        params = "\n".join(
+            f"{k} = {f.get_default(call_default_factory=True)!r}"
+            for k, f in step.params.model_fields.items()
+        )
         body = [
             "import json, time",
             "from ordinal.paths import state_dir",
