@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install run test lint format lab bench clean infra-check
+.PHONY: install run test lint format lab bench clean infra-check chaos
 
 # Debian packages the control-plane stack runs (servers are started by the project, on
 # loopback; installing them starts nothing), and the Rust crates the serving workspace
@@ -91,6 +91,12 @@ $(CHECKOV_VENV)/bin/checkov:
 
 infra-check: $(STAMP) $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/ordinal infra check
+
+# The whole fault matrix (kill -9 of orchestrator, worker and kernel in each step, then
+# resume); `make test` runs a sample. Results: docs/reliability.md.
+chaos: $(STAMP)
+	mkdir -p build && ORDINAL_CHAOS=full ORDINAL_CHAOS_RESULTS=build/chaos-results.jsonl \
+	  $(BIN)/python -m pytest -p no:cacheprovider -q tests/chaos
 
 clean:
 	rm -rf .ordinal runs .pytest_cache .ruff_cache .coverage htmlcov

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,8 +228,12 @@ def execute_step(
     kernel_name: str = KERNEL_NAME,
     execution_timeout: float | None = None,
     log_output: bool = False,
+    before_publish: Callable[[], None] | None = None,
 ) -> StepResult:
     """Run ``step``'s notebook with ``params`` in the run folder ``params.run_dir``.
+
+    ``before_publish`` is called just before the step is published (``cache_key.txt``, written
+    last); it raises to refuse publication, e.g. when the step's lease was lost.
 
     Writes ``{run_dir}/{step}/notebook.ipynb`` (executed, always kept) and
     ``notebook.html``, then checks the step's declared outputs.
@@ -312,6 +317,8 @@ def execute_step(
     if missing:
         raise MissingOutputsError(step.name, missing, notebook, html)
     outputs = json.loads((out_dir / OUTPUTS_FILE).read_text(encoding="utf-8"))
+    if before_publish is not None:
+        before_publish()
     (out_dir / KEY_FILE).write_text(key + "\n", encoding="utf-8")  # last: the files are complete
     return StepResult(
         step=step.name,

@@ -183,9 +183,12 @@ def run_notebook(
         # One execution of a step at a time; a lost lease (fenced) publishes nothing.
         with step_lease(run_dir, step, getattr(checked, "storage", "") or "") as lease:
             result = execute_step(
-                step, checked, log_output=log_output or get_step(step).stream_output
+                step,
+                checked,
+                log_output=log_output or get_step(step).stream_output,
+                before_publish=lease.check_publish,
             )
-            _unpublish_unless_held(lease, run_dir / step)
+            _unpublish_unless_held(lease, run_dir / step)  # lost after publishing: take back
     except (StepLeaseHeldError, LeaseLostError):
         raise  # the folder is another execution's: write nothing into it
     except PipelineError as exc:
