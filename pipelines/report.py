@@ -57,13 +57,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _status(summary: PipelineSummary, step: str) -> str:
-    return next((r.status for r in summary.steps if r.step == step), "pending")
+    """A gate's outcome: a completed (or cached) step passed its gate; a failed one did not."""
+    status = next((r.status for r in summary.steps if r.step == step), "pending")
+    return "passed" if status in ("completed", "cached") else status
 
 
 def headline(summary: PipelineSummary) -> list[dict[str, Any]]:
     """The numbers a reviewer reads first, one row per gate: ``{what, value, detail, status}``.
 
-    ``status`` is the step's (completed, cached, failed, skipped); the values come from the
+    ``status`` is ``passed`` when the step completed (a failed gate fails its step), else the
+    step's (failed, skipped, pending); the values come from the
     steps' stable metric names, so a row is absent when its step did not run.
     """
     m = {r.step: r.metrics for r in summary.steps}
@@ -105,7 +108,9 @@ def headline(summary: PipelineSummary) -> list[dict[str, Any]]:
                 "value": f"ΔMAE {quant['int8_mae_delta']:+.4f} "
                 f"[{quant['int8_mae_delta_low']:+.4f}, {quant['int8_mae_delta_high']:+.4f}]",
                 "detail": f"95% interval, n = {quant.get('int8_gate_samples', 0):.0f}, margin "
-                f"{quant.get('int8_mae_margin', 0.0):.4f}; latency {ratio:.2f}x faster than FP32",
+                f"{quant.get('int8_mae_margin', 0.0):.4f}; batch latency "
+                + (f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower")
+                + " than FP32",
                 "status": _status(summary, "quantize"),
             }
         )
