@@ -151,3 +151,29 @@ def test_cache_key_follows_the_code_that_runs_not_the_version_number(tmp_path, m
     # The installed packages' fingerprint is computed once and is stable.
     monkeypatch.undo()
     assert engine.code_fingerprint() == engine.code_fingerprint()
+
+
+def test_rendered_plots_carry_their_description_as_alt_text(tmp_path, caplog):
+    """nbconvert's own template writes no alt and logs "Alternative text is missing"; the
+    project's template writes each ``ordinal.plots`` figure's description."""
+    import logging
+
+    from nbclient import NotebookClient
+
+    from pipelines.notebooks import render_html
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%matplotlib inline\nfrom ordinal.plots import plot_confusion_matrix\n"
+            "plot_confusion_matrix([0, 1, 2, 1], [0, 1, 1, 1], ['low', 'mid', 'high'])"
+        )
+    ]
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    path = tmp_path / "plot.ipynb"
+    nbformat.write(nb, path)
+    with caplog.at_level(logging.WARNING):
+        html = render_html(path, tmp_path / "plot.html").read_text(encoding="utf-8")
+    assert 'alt="Confusion matrix of true against predicted labels (low, mid, high)' in html
+    assert "No description has been provided" not in html
+    assert "Alternative text is missing" not in caplog.text
