@@ -107,19 +107,65 @@ with get_client(sync_client=True) as client:
 """
 
 
-def test_image_pipeline_is_one_parameter_away(home):
+def _user_image_folder(folder: Path, n: int) -> None:
+    """A user's image folder: its own ``labels.csv`` columns, label names and a broken row."""
+    import csv
+
+    from ordinal.data.demo_images import write_shapes
+
+    write_shapes(folder, n=n, seed=11, image_size=64)
+    names = ["one", "two", "three", "four", "five"]
+    with (folder / "labels.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with (folder / "labels.csv").open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["image_id", "path", "count"])
+        for row in rows:
+            out.writerow([row["id"], row["file"], names[int(row["label"])]])
+        out.writerow(["ghost", "images/missing.png", "two"])  # a row naming no image
+
+
+def test_image_pipeline_on_a_users_own_folder(home, tmp_path):
+    """A user's image folder (own columns, label names, a broken row) registered with
+    ``add-source`` and run through the whole pipeline: the ViT default, the INT8 preset the
+    family gets (static QDQ; ``fused`` does not apply to ViT graphs), a proposed
+    calibration selection (a new dataset has none committed yet)."""
+    from tests.pipelines.helpers import ORDINAL
+
+    work = tmp_path / "project"
+    _user_image_folder(work / "shapes", n=1000)
+    added = subprocess.run(
+        [str(ORDINAL), "data", "add-source", "shapes", "--name", "my-shapes", "--dataset",
+         "counts", "--labels", "one,two,three,four,five", "--id-column", "image_id",
+         "--file-column", "path", "--label-column", "count",
+         "--licence", "CC0-1.0", "--owner", "imaging team"],
+        cwd=work, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout[-2000:] + added.stderr[-2000:]
     done = ordinal_run(
-        "--source", "demo-shapes-large", "--run-id", "e2e-image", "--max-steps", "30",
-        "--compute", "in-process", "--set", "quantize_preset=dynamic",
+        "--source", "my-shapes", "--run-id", "e2e-image", "--max-steps", "30",
+        "--compute", "in-process", "--set", "propose_calibration=true",
+        "--set", "non_production=true", "--set", "parity_samples=150",
+        "--set", f"registry={work / 'sources' / 'approved.yaml'}",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = read_summary(home / "runs" / "e2e-image")
+    run_dir = home / "runs" / "e2e-image"
+    summary = read_summary(run_dir)
     assert summary["status"] == "completed"
     assert summary["compute"] == "in-process (asked for)"
+    pre = json.loads((run_dir / "preprocess" / "preprocess_report.json").read_text())
+    assert pre["record_counts"]["raw"] == 1001 and pre["rejected_by_reason"] == {"missing_file": 1}
     runs = {r.info.run_name: r for r in mlflow_runs(home)}
     assert runs["e2e-image"].data.params["train.model"] == "vit-shapes"
-    assert runs["e2e-image"].data.tags["ordinal.dataset"] == "shapes/v2"
-    assert runs["parity"].data.metrics["parity_num_samples"] == 500
+    assert runs["e2e-image"].data.tags["ordinal.dataset"] == "counts/v1"
+    config = json.loads((run_dir / "train" / "model" / "config.json").read_text())
+    assert config["ordinal"]["label_names"] == ["one", "two", "three", "four", "five"]
+    assert runs["parity"].data.metrics["parity_num_samples"] == 150
+    quantization = json.loads((run_dir / "quantize" / "manifest.json").read_text())
+    assert quantization["parameters"]["quantization"]["fuse_graph"] is False  # auto: static
+    assert quantization["parameters"]["quantization"]["mode"] == "static"
+    assert runs["quantize"].data.metrics["int8_gate_samples"] == 150
+    assert (run_dir / "calibrate" / "proposed" / "counts@v1.yaml").is_file()
 
 
 def _kill_kernel_after_checkpoint(checkpoints: Path, killed: list[int]) -> None:
