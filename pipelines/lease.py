@@ -90,8 +90,10 @@ class StepLease:
         """Why the lease is lost, or None while it holds."""
         token = self.holder.get("owner_token")
         if token:
+            # No owner record: the step runs outside an owned run (a direct task call, a
+            # notebook); only another owner's record means this one was fenced.
             owner = read_owner(self.run_dir)
-            if owner is None or owner.token != token:
+            if owner is not None and owner.token != token:
                 return "the run's owner was fenced: another owner holds the run"
         if self.s3 is not None and self.s3.lost:
             return f"the S3 lease {self.s3.where} was not renewed in time and was taken"

@@ -29,6 +29,8 @@ def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("ORDINAL_HOME", str(tmp_path_factory.mktemp("ordinal-home")))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    # A run owner's token (set in-process by tests that own a run) must not follow a test.
+    monkeypatch.delenv("ORDINAL_RUN_OWNER", raising=False)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -109,14 +109,14 @@ def local_model_folder(
         if not local.is_file():
             raise ExportError(
                 f"no {precision} model for experiment {experiment!r} in {storage.url} "
-                f"(looked for {key}): run the earlier step first"
+                f"(looked for {key})"
             )
         return local.parent
     keys = storage.list(prefix)
     if key not in keys:
         raise ExportError(
             f"no {precision} model for experiment {experiment!r} in {storage.url} "
-            f"(looked for {key}): run the earlier step first"
+            f"(looked for {key})"
         )
     dest = Path(cache_dir) / precision
     for item in keys:

@@ -86,15 +86,13 @@ def ensure_buckets(config: StackConfig) -> None:
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object_lock_configuration(
-        Bucket=BACKUP_BUCKET,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {
-                "DefaultRetention": {"Mode": "COMPLIANCE", "Days": config.backup_retention_days}
-            },
-        },
-    )
+    lock = {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": config.backup_retention_days}},
+    }
+    current = s3.get_object_lock_configuration(Bucket=BACKUP_BUCKET)["ObjectLockConfiguration"]
+    if current.get("Rule") != lock["Rule"]:  # S3 may refuse changing it on a non-empty bucket
+        s3.put_object_lock_configuration(Bucket=BACKUP_BUCKET, ObjectLockConfiguration=lock)
 
 
 def data_storage_url(prefix: str = "") -> str:

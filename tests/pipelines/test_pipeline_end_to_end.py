@@ -173,9 +173,12 @@ def _kill_kernel_after_checkpoint(checkpoints: Path, killed: list[int]) -> None:
     while time.monotonic() < deadline:
         if any((c / "trainer_state.json").is_file() for c in checkpoints.glob("checkpoint-*")):
             for child in psutil.Process().children(recursive=True):
-                if "ipykernel_launcher" in " ".join(child.cmdline()):
-                    child.kill()
-                    killed.append(child.pid)
+                try:
+                    if "ipykernel_launcher" in " ".join(child.cmdline()):
+                        child.kill()
+                        killed.append(child.pid)
+                except psutil.Error:  # a child that exited (or a zombie) meanwhile
+                    continue
             return
         time.sleep(0.05)
 

@@ -61,10 +61,6 @@ def test_real_notebooks_run_on_the_stack(stack_config: StackConfig, tmp_path, mo
             assert all(r.state_type.value == "COMPLETED" for r in mine), [
                 (r.name, r.state_type.value) for r in mine
             ]
-            # Nothing is left running or pending on the server (the stack's own cron
-            # deployments keep SCHEDULED runs: those are not work in flight).
-            busy = [r for r in runs if r.state_type.value in ("RUNNING", "PENDING", "CANCELLING")]
-            assert busy == [], [(r.name, r.state_type.value) for r in busy]
 
     # MLflow server: one parent run and every step nested under it, with its metrics.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stack_config.ca_cert))
