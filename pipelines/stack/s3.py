@@ -91,7 +91,7 @@ def ensure_buckets(config: StackConfig) -> None:
         "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": config.backup_retention_days}},
     }
     current = s3.get_object_lock_configuration(Bucket=BACKUP_BUCKET)["ObjectLockConfiguration"]
-    if current.get("Rule") != lock["Rule"]:  # S3 may refuse changing it on a non-empty bucket
+    if not current.get("Rule"):  # set once: S3 may refuse changing it on a non-empty bucket
         s3.put_object_lock_configuration(Bucket=BACKUP_BUCKET, ObjectLockConfiguration=lock)
 
 
