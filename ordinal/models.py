@@ -308,6 +308,11 @@ def load_ordinal_model(directory: str | Path) -> PreTrainedModel:
     family = backbone_family(config)
     with _quiet_transformers():
         model = family.auto_class.from_pretrained(directory, config=config)
+    # A CORN model saved before its intercepts moved into the decoder kept them as the
+    # projection's bias, which attach_ordinal_head zeroes: carry them over.
+    legacy_intercepts = None
+    if section["head"] == "corn" and "intercepts" not in section:
+        legacy_intercepts = _projection(model, family).bias.detach().clone()
     attach_ordinal_head(
         model,
         section["num_classes"],
@@ -331,6 +336,9 @@ def load_ordinal_model(directory: str | Path) -> PreTrainedModel:
         decoder.load_state_dict(state)
     else:
         decoder.load_config_state(section)
+    if legacy_intercepts is not None:
+        with torch.no_grad():
+            decoder.intercepts.copy_(legacy_intercepts)
     model.config.ordinal = {**section, **decoder.config_state()}
     return model
 

@@ -104,8 +104,35 @@ def test_corn_has_per_task_projection_and_no_cutpoints():
     head = CornHead(5, 4)
     assert head.cutpoints is None
     assert head.projection.out_features == 3
-    assert head.projection.bias is not None
-    assert head.decoder.log_values() == {}
+    # The intercepts are the decoder's (head learning rate, prior start), not the projection's.
+    assert head.projection.bias is None
+    assert set(head.decoder.log_values()) == {"intercept_0", "intercept_1", "intercept_2"}
+
+
+def test_corn_prior_start_reproduces_the_class_frequencies():
+    """Hand-checked: the intercept-only CORN fit predicts exactly the training frequencies."""
+    prior = torch.tensor([10.0, 30.0, 40.0, 20.0])
+    head = CornHead(3, 4)
+    head.decoder.init_from_class_prior(prior)
+    # P(y > 0 | y >= 0) = 90/100, P(y > 1 | y >= 1) = 60/90, P(y > 2 | y >= 2) = 20/60
+    expected = torch.logit(torch.tensor([0.9, 60 / 90, 20 / 60]))
+    torch.testing.assert_close(head.decoder.intercepts.detach(), expected)
+    with torch.no_grad():
+        head.projection.weight.zero_()
+        out = head(torch.randn(2, 3))
+    torch.testing.assert_close(out.probs[0], prior / prior.sum())
+    # An empty class keeps every intercept finite.
+    head.decoder.init_from_class_prior(torch.tensor([0.0, 5.0, 5.0, 0.0]))
+    assert torch.isfinite(head.decoder.intercepts).all()
+
+
+def test_corn_intercepts_round_trip_through_the_config():
+    head = CornHead(3, 4)
+    head.decoder.init_from_class_prior(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    state = head.decoder.config_state()
+    other = CornHead(3, 4)
+    other.decoder.load_config_state(state)
+    torch.testing.assert_close(other.decoder.intercepts, head.decoder.intercepts)
 
 
 def test_identical_labels_train_without_nan_and_keep_order():

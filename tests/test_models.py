@@ -65,11 +65,9 @@ def test_tiny_backbones_get_an_export_ready_ordinal_head(family, head, tmp_path)
     # A standard classification model with num_labels = num_outputs: optimum exports it as is.
     assert model.config.num_labels == decoder.num_outputs == (3 if head == "corn" else 1)
     assert projection.out_features == decoder.num_outputs
-    if head == "corn":
-        assert projection.bias.requires_grad
-    else:  # eta = w . h: the bias is zero and frozen
-        assert not projection.bias.requires_grad
-        assert torch.count_nonzero(projection.bias) == 0
+    # eta = w . h: the bias is zero and frozen (CORN's intercepts live in its decoder)
+    assert not projection.bias.requires_grad
+    assert torch.count_nonzero(projection.bias) == 0
     section = model.config.ordinal
     assert section["head"] == head and section["num_classes"] == 4
     assert section["task"] == BACKBONES[family].task
@@ -187,3 +185,21 @@ def test_a_gap_collapsed_to_its_floor_saves_and_loads(tmp_path):
     decoder = get_head_class("cumulative_link").decoder_cls(4)
     decoder.load_config_state(reloaded.config.ordinal)
     assert (decoder.cutpoints[1:] > decoder.cutpoints[:-1]).all()
+
+
+def test_a_corn_model_saved_with_projection_biases_loads_with_the_same_outputs(tmp_path):
+    """Before the intercepts moved into the decoder, CORN kept them as the projection's bias."""
+    torch.manual_seed(0)
+    model = build_ordinal_model(FAMILY_CONFIGS["bert"](), num_classes=4, head="corn").eval()
+    projection = model.get_submodule(BACKBONES["bert"].projection)
+    with torch.no_grad():  # what an old save held: biases on the projection, none in the decoder
+        projection.bias.copy_(torch.tensor([1.5, 0.2, -0.8]))
+    inputs = _inputs("bert")
+    want = ordinal_forward(model, **inputs).probs
+    section = dict(model.config.ordinal)
+    section.pop("intercepts")
+    model.config.ordinal = section
+    model.save_pretrained(tmp_path)  # not save_ordinal_model: that would write the intercepts
+    loaded = load_ordinal_model(tmp_path).eval()
+    torch.testing.assert_close(ordinal_forward(loaded, **inputs).probs, want)
+    assert loaded.get_submodule(BACKBONES["bert"].projection).bias.abs().sum() == 0

@@ -110,10 +110,22 @@ def build_decoder_graph(section: dict[str, Any], opset: int, ir_version: int) ->
             )
             nodes.append(helper.make_node("Sigmoid", ["ordinal_logits"], ["cum_probs"]))
     elif head == "corn":
-        # P(y > k) = prod_{j<=k} sigmoid(s_j) = exp(cumsum(-softplus(-s)))
+        # s = scores + intercepts ; P(y > k) = prod_{j<=k} sigmoid(s_j) = exp(cumsum(-softplus(-s)))
+        # (a config written before CORN had intercepts has none: they were the projection's bias)
+        intercepts = np.asarray(section.get("intercepts") or [], dtype=np.float32)
+        if intercepts.size:
+            if intercepts.shape != (num_classes - 1,):
+                raise ValueError(
+                    f"config.ordinal has {intercepts.size} intercepts for K={num_classes}"
+                )
+            inits.append(_const("d_intercepts", intercepts))
+            nodes.append(
+                helper.make_node("Add", [DECODER_INPUT, "d_intercepts"], ["ordinal_logits"])
+            )
+        else:
+            nodes.append(helper.make_node("Identity", [DECODER_INPUT], ["ordinal_logits"]))
         nodes += [
-            helper.make_node("Identity", [DECODER_INPUT], ["ordinal_logits"]),
-            helper.make_node("Neg", [DECODER_INPUT], ["d_negs"]),
+            helper.make_node("Neg", ["ordinal_logits"], ["d_negs"]),
             helper.make_node("Softplus", ["d_negs"], ["d_sp"]),
             helper.make_node("Neg", ["d_sp"], ["d_logsig"]),
             helper.make_node("CumSum", ["d_logsig", "d_one_i"], ["d_cumlog"]),

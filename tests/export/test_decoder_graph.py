@@ -33,6 +33,8 @@ def test_decoder_graph_matches_pytorch(name, scale):
     decoder = head.decoder
     if decoder.cutpoints is not None:
         decoder.thresholds.set([-2.0, -0.7, 0.1, 1.3, 2.9])
+    else:  # CORN: intercepts away from zero, so the graph must add them
+        decoder.init_from_class_prior(torch.tensor([5.0, 20.0, 40.0, 20.0, 10.0, 5.0]))
     section = {"head": name.split("-")[0], "num_classes": 6, **decoder.config_state()}
     session = ort.InferenceSession(build_decoder_graph(section, 18, 9).SerializeToString())
     scores = torch.randn(257, decoder.num_outputs) * scale
@@ -63,6 +65,8 @@ def test_decoder_graph_matches_pytorch(name, scale):
 def test_bad_sections_are_refused():
     with pytest.raises(ValueError, match="has 2 cutpoints for K=5"):
         build_decoder_graph({"head": "coral", "num_classes": 5, "cutpoints": [0.0, 1.0]}, 18, 9)
+    with pytest.raises(ValueError, match="has 1 intercepts for K=3"):
+        build_decoder_graph({"head": "corn", "num_classes": 3, "intercepts": [0.5]}, 18, 9)
     with pytest.raises(ValueError, match="no ONNX decoder for head 'ordinalnet'"):
         build_decoder_graph({"head": "ordinalnet", "num_classes": 3}, 18, 9)
     with pytest.raises(ValueError, match="unknown link 'tanh'"):
