@@ -85,3 +85,34 @@ def test_split_records_is_deterministic_and_complete():
     assert len(train) + len(evaluation) == 10
     with pytest.raises(ValueError, match=r"eval_fraction must be in \(0, 1\)"):
         split_records(records, 1.0)
+
+
+def test_train_on_a_users_ten_point_file_with_its_own_columns(tmp_path):
+    """A 1-10 scale under other column names: label "10" is the top class, never position 10."""
+    records = keyword_records(60, seed=5)
+    data = tmp_path / "ratings.csv"
+    rows = ["review_id,body,stars"] + [
+        f"r{i},{r['text']},{r['label'] * 2 + 2}" for i, r in enumerate(records)
+    ]  # labels 0..4 become stars 2, 4, 6, 8, 10
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    base = ["train", "--data", str(data), "--model", "bert-tiny", "--max-steps", "2"]
+    base += ["--no-mlflow", "--output-dir", str(tmp_path / "run")]
+    columns = ["--id-column", "review_id", "--text-column", "body", "--label-column", "stars"]
+    labels = ["--labels", ",".join(str(k) for k in range(1, 11))]
+    result = runner.invoke(app, [*base, *columns, *labels])
+    assert result.exit_code == 0, result.output
+    assert "10 classes" in result.output
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["ordinal"]["num_classes"] == 10
+    assert config["ordinal"]["label_names"] == [str(k) for k in range(1, 11)]
+
+    # The culprit is named: a column the file lacks, a value outside the declared labels.
+    result = runner.invoke(app, [*base, *labels])
+    assert result.exit_code == 2
+    assert "ratings.csv: record 1 lacks the field(s) ['label', 'text']" in result.output
+    result = runner.invoke(app, [*base, *columns, "--labels", "2,4,6,8"])
+    assert result.exit_code == 2
+    assert "field 'stars'" in result.output and "the label '10'" in result.output
+    result = runner.invoke(app, [*base, *columns, *labels, "--num-classes", "5"])
+    assert result.exit_code == 2
+    assert "--labels lists 10" in result.output
