@@ -326,22 +326,79 @@ def retention_cmd(
 
 @release_app.command("drill")
 def drill_cmd(
-    name: Annotated[str, typer.Argument(help="Release name")],
-    back: Annotated[int, typer.Option(help="How many releases back")] = 3,
+    what: Annotated[
+        str,
+        typer.Argument(
+            help="checkpoint-restore, rollback, dependency-upgrade or all (a release name "
+            "alone means: the rollback drill on it)"
+        ),
+    ],
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Release names (default: every published one)")
+    ] = None,
+    back: Annotated[int, typer.Option(help="Rollback drill: how many releases back")] = 3,
+    run: Annotated[
+        str,
+        typer.Option(help="Checkpoint restore: a run folder or id (default: a fixture run)"),
+    ] = "",
+    onnxruntime_version: Annotated[
+        str,
+        typer.Option(
+            "--onnxruntime-version",
+            help="Dependency upgrade: the candidate (default: the next one the index offers)",
+        ),
+    ] = "",
+    wheel_cache: Annotated[
+        str, typer.Option(help="Where downloaded wheels are kept (<state>/release/wheels)")
+    ] = "",
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Write the JSON and HTML reports into this folder")
+    ] = None,
     storage: StorageOption = None,
     trust: TrustOption = None,
 ) -> None:
-    """Rollback drill: fetch the version N releases back, verify it, parity spot-check."""
-    from ordinal.release import rollback_drill
-    from pipelines.release.settings import open_registry
+    """Run resilience drills on demand and report pass/fail with their numbers (exit 1)."""
+    import datetime as dt
 
-    result = rollback_drill(open_registry(storage, trust, ""), name, back=back)
-    for stage, outcome in result.stages.items():
-        mark = "[green]pass[/]" if outcome["passed"] else "[red]FAIL[/]"
-        console.print(f"{mark} {stage}: {outcome['detail']}")
+    from pipelines.release.flows import DRILLS, _write_report, run_drills
+
+    if what == "all":
+        drills, chosen = list(DRILLS), names
+    elif what in DRILLS:
+        drills, chosen = [what], names
+    else:  # `ordinal release drill NAME`: the rollback drill on that release
+        drills, chosen = ["rollback"], [what, *(names or [])]
+    try:
+        results = run_drills(
+            drills,
+            storage=storage or "",
+            trust=trust,
+            names=chosen or None,
+            back=back,
+            run=run,
+            onnxruntime_version=onnxruntime_version,
+            wheel_cache=wheel_cache,
+        )
+    except (ReleaseError, ValueError) as exc:
+        _fail(exc)
+    passed = all(r["passed"] for r in results.values())
+    for label, result in results.items():
+        verdict = "[green]pass[/]" if result["passed"] else "[red]FAIL[/]"
+        console.print(f"[bold]{label}[/]: {verdict} ({result.get('seconds', 0):.1f} s)")
+        for stage, outcome in result["stages"].items():
+            mark = "[green]pass[/]" if outcome["passed"] else "[red]FAIL[/]"
+            console.print(f"  {mark} {stage}: {outcome['detail']}", highlight=False)
     if report:
-        report.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")
-    if not result.passed:
+        document = {"passed": passed, "results": results}
+        report.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    if report_dir:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        summary = {"verdict": "pass" if passed else "FAIL", "drills": ", ".join(drills)}
+        for path in _write_report(
+            str(report_dir), f"drill-{stamp}", "Resilience drills", results, summary
+        ):
+            print(f"report: {path}")
+    if not passed:
         raise typer.Exit(1)
-    console.print(f"[green]drill passed[/] on {name} {result.version}")
+    console.print("[green]drills passed[/]")

@@ -1,4 +1,4 @@
-"""Deploy the scheduled release flows (nightly parity, quarterly rollback drill) to Prefect."""
+"""Deploy the scheduled release flows (nightly parity, quarterly resilience) to Prefect."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ SOURCE_DIR = Path(__file__).resolve().parent
 # (flow function, deployment name, cron)
 RELEASE_SCHEDULES = (
     ("nightly_parity", "nightly", "0 2 * * *"),
-    ("quarterly_rollback_drill", "quarterly", "0 5 1 1,4,7,10 *"),
+    ("quarterly_resilience", "quarterly", "0 5 1 1,4,7,10 *"),
 )
 FLOW_NAMES = {
     "nightly_parity": "release-nightly-parity",
-    "quarterly_rollback_drill": "release-rollback-drill",
+    "quarterly_resilience": "release-resilience",
 }
 
 
@@ -39,6 +39,7 @@ def deploy_release_schedules(
     config: Any = None,
     work_pool: str = "control",
     work_queue: str = "default",
+    wheel_cache: str = "",
 ) -> list[str]:
     """Deploy both release flows with their schedules (idempotent); return their names.
 
@@ -49,8 +50,11 @@ def deploy_release_schedules(
     report_dir : str
         Where each run writes its JSON and HTML report (linked from the stack's pages).
     config : StackConfig, optional
-        The stack to deploy to (its API, and its alert channels for failures); None uses the
-        current Prefect settings and sends no alerts.
+        The stack to deploy to (its API, its S3 credentials, the release keys it trusts in
+        ``<root>/release/trusted/*.pub``, and its alert channels); None uses the current
+        Prefect settings and environment and sends no alerts.
+    wheel_cache : str, optional
+        Where the dependency-upgrade rehearsal keeps downloaded wheels.
     """
     from prefect import flow as prefect_flow
 
@@ -66,7 +70,12 @@ def deploy_release_schedules(
                 work_pool_name=work_pool,
                 work_queue_name=work_queue,
                 cron=cron,
-                parameters={"storage": storage, "report_dir": report_dir, "stack_root": stack_root},
+                parameters={
+                    "storage": storage,
+                    "report_dir": report_dir,
+                    "stack_root": stack_root,
+                    **({"wheel_cache": wheel_cache} if function == "quarterly_resilience" else {}),
+                },
                 tags=["release"],
                 print_next_steps=False,
                 ignore_warnings=True,

@@ -167,7 +167,7 @@ def test_quarterly_drill_flow_and_schedules(env, versions, fingerprint_of, tmp_p
         names = deploy_release_schedules(
             str(tmp_path / "store"), report_dir=str(tmp_path / "reports"), work_pool=pool
         )
-        assert names == ["release-nightly-parity/nightly", "release-rollback-drill/quarterly"]
+        assert names == ["release-nightly-parity/nightly", "release-resilience/quarterly"]
         crons = {}
         for name in names:
             deployment = client.read_deployment_by_name(name)
@@ -175,5 +175,5 @@ def test_quarterly_drill_flow_and_schedules(env, versions, fingerprint_of, tmp_p
             assert deployment.parameters["report_dir"] == str(tmp_path / "reports")
         assert crons == {
             "release-nightly-parity/nightly": "0 2 * * *",
-            "release-rollback-drill/quarterly": "0 5 1 1,4,7,10 *",
+            "release-resilience/quarterly": "0 5 1 1,4,7,10 *",
         }
