@@ -25,3 +25,33 @@ class UnsupportedArchitectureError(OrdinalError, ValueError):
 
 class CheckpointError(OrdinalError):
     """A checkpoint directory that is missing, incomplete or does not match the run."""
+
+
+class SpotInterruptedError(OrdinalError):
+    """The spot VM got its two-minute interruption notice; training saved and stopped.
+
+    Parameters
+    ----------
+    checkpoint : str
+        The checkpoint saved after the notice (resume from it).
+    step : int
+        The training step that checkpoint holds.
+    notice : dict
+        The metadata service's ``spot/instance-action`` document (``action``, ``time``).
+    seconds_to_save : float
+        From the notice being seen to the checkpoint being saved (and uploaded).
+    """
+
+    def __init__(self, checkpoint: str, step: int, notice: dict, seconds_to_save: float) -> None:
+        self.checkpoint = checkpoint
+        self.step = step
+        self.notice = dict(notice)
+        self.seconds_to_save = seconds_to_save
+        super().__init__(
+            f"spot interruption notice ({notice.get('action')} at {notice.get('time')}): "
+            f"checkpoint {checkpoint} (step {step}) saved {seconds_to_save:.1f} s after the "
+            "notice; resume from it on a new VM"
+        )
+
+    def __reduce__(self):  # picklable across process boundaries
+        return (type(self), (self.checkpoint, self.step, self.notice, self.seconds_to_save))

@@ -13,12 +13,15 @@ from ordinal.training.callbacks import (
 from ordinal.training.checkpoints import is_complete_checkpoint, latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
 from ordinal.training.fit import TrainResult, train_ordinal_model, training_arguments
+from ordinal.training.spot import SpotInterruptionCallback, SpotSpec, read_interruptions
 
 __all__ = [
     "DegenerateLabelsWarning",
     "ImageOrdinalDataset",
     "OrdinalRegressionTrainer",
     "ProgressCallback",
+    "SpotInterruptionCallback",
+    "SpotSpec",
     "TextOrdinalDataset",
     "ThroughputCallback",
     "TrainResult",
@@ -26,6 +29,7 @@ __all__ = [
     "is_complete_checkpoint",
     "latest_checkpoint",
     "ordinal_metrics",
+    "read_interruptions",
     "train_ordinal_model",
     "training_arguments",
 ]

@@ -25,6 +25,7 @@ from ordinal.training.callbacks import (
     ThroughputCallback,
     WallClockCheckpointCallback,
 )
+from ordinal.training.spot import SpotInterruptionCallback, SpotSpec
 
 __all__ = ["DegenerateLabelsWarning", "OrdinalRegressionTrainer", "ordinal_metrics"]
 
@@ -74,6 +75,12 @@ class OrdinalRegressionTrainer(Trainer):
         Learning rate of the decoder's own parameters (cutpoints, CORAL biases). They start
         far from their fit and move too slowly at a fine-tuning rate; ``None`` uses the
         Trainer's rate for them too. They get no weight decay.
+    spot_interruption : SpotSpec, bool or None
+        Watch the spot two-minute warning (:mod:`ordinal.training.spot`): save, stop and
+        raise :class:`ordinal.exceptions.SpotInterruptedError`. ``None`` (the default) watches
+        only when the environment asks for it (``ORDINAL_METADATA_URL`` or
+        ``ORDINAL_SPOT_INTERRUPTION=1``, set on provisioned VMs); ``False`` never;
+        a :class:`SpotSpec` always, as specified.
 
     Notes
     -----
@@ -90,6 +97,7 @@ class OrdinalRegressionTrainer(Trainer):
         checkpoint_interval_seconds: float | None = 300.0,
         progress_interval_seconds: float | None = 30.0,
         head_learning_rate: float | None = None,
+        spot_interruption: SpotSpec | bool | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("compute_metrics", ordinal_metrics)
@@ -110,6 +118,15 @@ class OrdinalRegressionTrainer(Trainer):
             self.add_callback(WallClockCheckpointCallback(checkpoint_interval_seconds))
         if progress_interval_seconds is not None:
             self.add_callback(ProgressCallback(progress_interval_seconds))
+        self.spot_watch: SpotInterruptionCallback | None = None
+        if isinstance(spot_interruption, SpotSpec):
+            self.spot_watch = SpotInterruptionCallback(spot_interruption)
+        elif spot_interruption is None or spot_interruption is True:
+            self.spot_watch = SpotInterruptionCallback.from_env()
+            if self.spot_watch is None and spot_interruption is True:
+                self.spot_watch = SpotInterruptionCallback()
+        if self.spot_watch is not None:
+            self.add_callback(self.spot_watch)
         if "mlflow" in (self.args.report_to or []):
             configure_mlflow()
         self._check_training_labels()
