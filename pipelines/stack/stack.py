@@ -52,12 +52,21 @@ def _start_side_by_side(config: StackConfig) -> None:
 
 
 def _deploy(config: StackConfig) -> None:
+    from pipelines.release.schedules import deploy_release_schedules
     from pipelines.stack import operations, smoke
 
     # Prefect's deploy prints a table per deployment; `up` reports its own summary.
     with contextlib.redirect_stdout(io.StringIO()):
         smoke.deploy(config)
         operations.deploy_operations(config)
+        # Nightly parity and quarterly resilience on the releases bucket; reports under the
+        # root, failures through the stack's alert channels (docs/release.md).
+        deploy_release_schedules(
+            f"s3://{s3.RELEASES_BUCKET}",
+            report_dir=str(config.path("reports", "release")),
+            config=config,
+            wheel_cache=str(config.path("cache", "wheels")),
+        )
 
 
 @contextlib.contextmanager
