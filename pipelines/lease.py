@@ -9,7 +9,12 @@
   (``If-None-Match: *``), renewed with ``If-Match: <etag>`` before it expires, taken over
   only once expired (again ``If-Match`` on the expired one's ETag, so two contenders cannot
   both win) and deleted at the end. S3 has no lock that dies with its holder; the expiry
-  bounds how long a crashed holder blocks (``ttl``).
+  bounds how long a crashed holder blocks (``ttl``). One case needs no expiry: when the
+  lease object was written by the previous holder of the local lock just taken (the lease
+  id recorded in the lock file matches), that holder has ended, because a holder keeps its
+  local lock for as long as it holds the lease object; this is the resume after a crash or
+  after an S3 outage that kept the lease from being deleted, and it takes the lease over at
+  once (``If-Match``).
 
 A lease is *lost* when its renewal fails (another execution took the expired lease) or when
 the run's owner was fenced (``owner.json`` names another token). :meth:`StepLease.
@@ -27,6 +32,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +80,7 @@ def _holder() -> dict[str, Any]:
         "pid": os.getpid(),
         "owner_token": os.environ.get(OWNER_ENV, ""),
         "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "lease_id": uuid.uuid4().hex,
     }
 
 
@@ -107,7 +114,10 @@ class StepLease:
 
 
 @contextlib.contextmanager
-def _local_lock(run_dir: Path, step: str, wait: float) -> Iterator[dict[str, Any]]:
+def _local_lock(
+    run_dir: Path, step: str, wait: float
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """Hold the step's ``flock``; yield (this holder, the previous holder the file named)."""
     path = Path(run_dir) / f".{step}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
@@ -127,11 +137,15 @@ def _local_lock(run_dir: Path, step: str, wait: float) -> Iterator[dict[str, Any
                         step, str(path), holder, time.monotonic() - started
                     ) from None
                 time.sleep(0.2)
+        try:
+            previous = json.loads(os.pread(fd, 65536, 0) or b"{}")
+        except ValueError:
+            previous = {}
         holder = _holder()
         # The lock file names its holder (for the other side's error); the lock is the fd's.
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield holder
+        yield holder, previous if isinstance(previous, dict) else {}
     finally:
         os.close(fd)  # releases the lock
 
@@ -185,8 +199,14 @@ class _S3Lease:
             data = {}
         return data, obj["ETag"]
 
-    def acquire(self, wait: float) -> None:
+    def acquire(self, wait: float, previous: dict[str, Any] | None = None) -> None:
+        """Create or take over the lease object, waiting up to ``wait`` s for a live holder.
+
+        ``previous`` is the previous holder of the local lock now held: a lease object with
+        its ``lease_id`` is that ended holder's and is taken over without waiting.
+        """
         started = time.monotonic()
+        ended = (previous or {}).get("lease_id")
         while True:
             self.etag = self._put(IfNoneMatch="*")
             if self.etag is not None:
@@ -194,7 +214,8 @@ class _S3Lease:
             current = self._current()
             if current is not None:
                 data, etag = current
-                if float(data.get("expires", 0)) < time.time():  # expired: take it over
+                orphaned = bool(ended) and data.get("lease_id") == ended
+                if orphaned or float(data.get("expires", 0)) < time.time():  # take it over
                     self.etag = self._put(IfMatch=etag)
                     if self.etag is not None:
                         break
@@ -258,7 +279,7 @@ def step_lease(
     if wait is None:
         wait = float(os.environ.get(WAIT_ENV, DEFAULT_WAIT))
     run_dir = Path(run_dir)
-    with _local_lock(run_dir, step, wait) as holder:
+    with _local_lock(run_dir, step, wait) as (holder, previous):
         lease = StepLease(step, run_dir, holder)
         if storage.startswith("s3://"):
             from ordinal.artifacts.storage import open_storage
@@ -266,7 +287,7 @@ def step_lease(
             lease.s3 = _S3Lease(
                 open_storage(storage), f"leases/{run_dir.name}/{step}.json", step, holder, ttl
             )
-            lease.s3.acquire(wait)
+            lease.s3.acquire(wait, previous)
         try:
             yield lease
         finally:

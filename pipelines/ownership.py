@@ -163,8 +163,12 @@ def read_owner(run_dir: Path) -> OwnerRecord | None:
 def _write_owner(run_dir: Path, record: OwnerRecord) -> None:
     path = Path(run_dir) / OWNER_FILE
     tmp = path.with_name(f".{OWNER_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no partial file behind
+        raise
 
 
 def owner_alive(record: OwnerRecord, stale_after: float | None = None) -> bool:
@@ -346,7 +350,10 @@ class RunOwnership:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.record.heartbeat_interval):
-            self.renew()
+            try:
+                self.renew()
+            except OSError as exc:  # a full disk, a lost mount: beat again next interval
+                log.warning("could not renew the run's heartbeat in %s: %s", self.run_dir, exc)
 
     def still_owner(self) -> bool:
         """Whether ``owner.json`` still names this ownership's token."""

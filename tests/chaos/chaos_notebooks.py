@@ -7,7 +7,10 @@ resumes from the latest; the other steps start over, as the real ones do. So the
 work after a fault is measured from ``work.log`` (units computed more than once), and the
 final artefacts of an interrupted-then-resumed run can be compared byte for byte with an
 uninterrupted one. Sizes come from the environment (``CHAOS_UNITS``, ``CHAOS_TRAIN_UNITS``,
-``CHAOS_SAVE``, ``CHAOS_UNIT_SECONDS``), which the kernels inherit from the run.
+``CHAOS_SAVE``, ``CHAOS_UNIT_SECONDS``), which the kernels inherit from the run. With an
+``s3://`` storage root each step also uploads a payload derived from its state
+(``CHAOS_UPLOAD_BYTES``, 1 MiB by default) to ``{storage}/runs/{run_id}/{step}/payload.bin``
+before it publishes, so that a connection cut can hit a real upload.
 """
 
 from __future__ import annotations
@@ -58,6 +61,14 @@ with open(folder / "work.log", "a") as log:
 """
 
 FINISH = """
+if str(globals().get("storage") or "").startswith("s3://"):
+    # The step's upload (the real steps store datasets, models and reports there): a
+    # payload derived from the step's state, of CHAOS_UPLOAD_BYTES; S3 makes it atomic.
+    from ordinal.artifacts.storage import open_storage
+    size = int(os.environ.get("CHAOS_UPLOAD_BYTES", 1 << 20))
+    open_storage(storage).put_bytes(
+        hashlib.shake_256(state.encode()).digest(size), f"runs/{{run.name}}/{{name}}/payload.bin"
+    )
 artefact = folder / "artefact.json"
 tmp = folder / ".artefact.tmp"
 tmp.write_text(json.dumps({{"step": name, "state": state}}))
@@ -65,7 +76,9 @@ tmp.replace(artefact)
 for rel in {outputs!r}:
     p = run / rel
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({{"from": state}}))
+    # history.json as the Trainer's log history (a list of entries); the rest as a record.
+    record = {{"from": state}}
+    p.write_text(json.dumps([{{"step": units, **record}}] if p.name == "history.json" else record))
 write_step_outputs(run, name, {{
     "step": name, "metrics": {{"eval_mae": 0.5}}, "artifacts": [str(artefact)],
     "model_dir": str(folder), "onnx_path": str(folder), "int8_path": str(folder),

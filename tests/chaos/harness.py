@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.pipelines.helpers import ORDINAL, prefect_servers_of, processes_inside
+from tests.pipelines.helpers import ORDINAL, mlflow_runs, prefect_servers_of, processes_inside
 
 #: The sizes of the stand-in work (``chaos_notebooks``): 24 training units of 0.25 s,
 #: a checkpoint every 6 units (the checkpoint interval), 4 units for every other step.
@@ -43,6 +43,7 @@ class FaultResult:
     checkpoint_interval_seconds: float = SAVE * float(SIZES["CHAOS_UNIT_SECONDS"])
     fencing: dict = field(default_factory=dict)
     seconds: float = 0.0
+    detail: dict = field(default_factory=dict)
 
 
 def run_args(run_id: str, compute: str = "worker") -> list[str]:
@@ -174,3 +175,50 @@ def record(result: FaultResult) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(asdict(result)) + "\n")
+
+
+def check_resumed(
+    result: FaultResult,
+    home: Path,
+    reference: dict[str, str],
+    step: str,
+    left: dict[str, list[str]] | None = None,
+    runs: list | None = None,
+) -> None:
+    """The suite's assertions after a fault and its resume (see ``test_chaos``).
+
+    ``left`` (leftover processes, servers, deployments, queues) and ``runs`` (MLflow runs)
+    default to the local ones of ``home``; a run on the stack passes the stack's.
+    """
+    run_dir = home / "runs" / result.run_id
+    assert result.survived, f"the resumed run failed ({result.resumed_rc})"
+    assert checksums(run_dir) == reference
+    assert result.recomputed_units <= SAVE, result
+    units = work_units(run_dir, step)
+    assert one_at_a_time(units), f"two executions of {step} wrote at once: {units}"
+    assert sorted({u for u, _ in units}) == list(range(1, max(u for u, _ in units) + 1))
+    left = leftovers(home, run_dir.name) if left is None else left
+    assert all(not v for v in left.values()), left
+    check_one_parent(mlflow_runs(home) if runs is None else runs, result.run_id)
+    record(result)
+
+
+def check_one_parent(runs: list, run_id: str, attempts: int = 2) -> None:
+    """MLflow holds exactly one parent run for ``run_id`` (finished, ``attempts`` attempts),
+    with each step nested exactly once; steps an attempt did not execute are marked cached."""
+    parents = [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get("ordinal.run_id") == run_id
+    ]
+    assert len(parents) == 1, [(p.info.run_id, p.info.status) for p in parents]
+    (parent,) = parents
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["ordinal.attempts"] == str(attempts)
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert Counter(r.info.run_name for r in nested) == Counter(STEP_NAMES)
+    for run in nested:
+        assert run.info.status == "FINISHED", (run.info.run_name, run.info.status)
+        executed_in = int(run.data.tags.get("ordinal.attempt", "1"))
+        if executed_in < attempts:
+            assert run.data.tags.get("ordinal.cached_by_attempt") == str(attempts), run.data.tags

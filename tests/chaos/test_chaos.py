@@ -6,8 +6,9 @@ notebooks of ``chaos_notebooks``; the real notebooks' training is covered by the
 tests). After the resume under the same run id, each test asserts that the run completed,
 that its artefacts have the checksums of an uninterrupted run with the same seed, that the
 recomputed work is at most one checkpoint interval, that one execution of the step ran at a
-time, that no process, temporary API server, deployment or queue is left, and that MLflow's
-parent run of the resume lists each step once.
+time, that no process, temporary API server, deployment or queue is left, and that MLflow
+holds exactly one parent run for the run id (both attempts), with each step nested once and
+the steps the resume reused marked ``ordinal.cached_by_attempt``.
 
 ``make test`` runs the sample (the operator's story: kill -9 of the orchestrator during
 training); ``ORDINAL_CHAOS=full`` runs the whole matrix.
@@ -18,64 +19,19 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pipelines.steps import STEPS
-from tests.chaos.chaos_notebooks import write_chaos_notebooks
 from tests.chaos.harness import (
-    SAVE,
     STEP_NAMES,
-    checksums,
+    check_resumed,
     env_for,
     inject,
-    leftovers,
-    one_at_a_time,
-    record,
     run_args,
-    run_to_end,
     work_units,
 )
-from tests.pipelines.helpers import mlflow_runs, prefect_servers_of, processes_inside
-
-
-@pytest.fixture(scope="module")
-def notebooks(tmp_path_factory) -> Path:
-    return write_chaos_notebooks(tmp_path_factory.mktemp("chaos-notebooks"))
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, notebooks) -> dict[str, str]:
-    """Checksums of the artefacts of an uninterrupted run with the same seed."""
-    home = tmp_path_factory.mktemp("chaos-reference")
-    log = home / "run.log"
-    rc = run_to_end(run_args("reference", "in-process"), env_for(home, notebooks, True), log)
-    assert rc == 0, log.read_text()[-3000:]
-    return checksums(home / "runs" / "reference")
-
-
-def _check(result, home: Path, reference: dict[str, str], step: str) -> None:
-    run_dir = home / "runs" / result.run_id
-    assert result.survived, f"the resumed run failed ({result.resumed_rc})"
-    assert checksums(run_dir) == reference
-    assert result.recomputed_units <= SAVE, result
-    units = work_units(run_dir, step)
-    assert one_at_a_time(units), f"two executions of {step} wrote at once: {units}"
-    assert sorted({u for u, _ in units}) == list(range(1, max(u for u, _ in units) + 1))
-    left = leftovers(home, run_dir.name)
-    assert all(not v for v in left.values()), left
-    parents = [r for r in mlflow_runs(home) if "mlflow.parentRunId" not in r.data.tags]
-    resumed = max(parents, key=lambda r: r.info.start_time)
-    nested = Counter(
-        r.info.run_name
-        for r in mlflow_runs(home)
-        if r.data.tags.get("mlflow.parentRunId") == resumed.info.run_id
-    )
-    assert nested == Counter(STEP_NAMES), nested
-    record(result)
-
+from tests.pipelines.helpers import prefect_servers_of, processes_inside
 
 #: Every fault in every step; the worker only during compute steps (the others run on the
 #: control side, before the worker exists or beside it).
@@ -105,7 +61,7 @@ def test_kill_9_of_the_orchestrator_during_training_is_fenced_and_resumed(
     result = inject("orchestrator", "train", _seed("orchestrator", "train"), home, notebooks, log)
     assert result.first_rc == -9
     assert "fenced the run's previous owner" in log.read_text(), log.read_text()[-3000:]
-    _check(result, home, reference, "train")
+    check_resumed(result, home, reference, "train")
 
 
 @pytest.mark.slow
@@ -114,7 +70,7 @@ def test_kill_9_of_the_orchestrator_during_training_is_fenced_and_resumed(
 def test_kill_9_then_resume(fault, step, home, notebooks, reference, tmp_path):
     log = tmp_path / "run.log"
     result = inject(fault, step, _seed(fault, step), home, notebooks, log)
-    _check(result, home, reference, step)
+    check_resumed(result, home, reference, step)
 
 
 @pytest.mark.slow
