@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -276,6 +277,10 @@ def inject_full_disk(
         result.seconds = time.monotonic() - started
         result.detail = detail
         _measure(result, run_dir, step)
+        # Keep the run folder for the checks once the small filesystem is gone.
+        kept = shutil.copytree(run_dir, run_dir.with_name(f"{run_id}.kept"), symlinks=True)
+    run_dir.rmdir()  # the empty mount point
+    kept.rename(run_dir)
     return result
 
 
