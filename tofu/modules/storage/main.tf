@@ -51,7 +51,7 @@ data "aws_iam_policy_document" "logs" {
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.data.arn]
+      values   = concat([aws_s3_bucket.data.arn], [for b in aws_s3_bucket.extra : b.arn])
     }
   }
 }
@@ -231,6 +231,86 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
   }
 
   depends_on = [aws_s3_bucket_versioning.data]
+}
+
+# --- further buckets (the stack's MLflow artefacts, backups, releases) -------------------
+resource "aws_s3_bucket" "extra" {
+  for_each            = var.extra_buckets
+  bucket              = "${var.name_prefix}-${each.key}"
+  object_lock_enabled = each.value.lock_mode != null
+  force_destroy       = var.force_destroy
+  tags                = local.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "extra" {
+  for_each                = var.extra_buckets
+  bucket                  = aws_s3_bucket.extra[each.key].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_versioning" "extra" {
+  for_each = var.extra_buckets
+  bucket   = aws_s3_bucket.extra[each.key].id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "extra" {
+  for_each = var.extra_buckets
+  bucket   = aws_s3_bucket.extra[each.key].id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = var.kms_key_arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_logging" "extra" {
+  for_each      = var.extra_buckets
+  bucket        = aws_s3_bucket.extra[each.key].id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3/${var.name_prefix}-${each.key}/"
+  depends_on    = [aws_s3_bucket_policy.logs]
+}
+
+# Set once, on the empty bucket: S3 (and the emulator) refuse a changed rule once objects
+# exist under some configurations, and a shorter retention must not be applied silently.
+resource "aws_s3_bucket_object_lock_configuration" "extra" {
+  for_each = { for k, b in var.extra_buckets : k => b if b.lock_mode != null }
+  bucket   = aws_s3_bucket.extra[each.key].id
+  rule {
+    default_retention {
+      mode = each.value.lock_mode
+      days = each.value.lock_days
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.extra]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "extra" {
+  for_each = var.extra_buckets
+  bucket   = aws_s3_bucket.extra[each.key].id
+  rule {
+    id     = "housekeeping"
+    status = "Enabled"
+    filter {}
+    dynamic "noncurrent_version_expiration" {
+      for_each = each.value.noncurrent_days != null ? [each.value.noncurrent_days] : []
+      content {
+        noncurrent_days = noncurrent_version_expiration.value
+      }
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.extra]
 }
 
 # --- disaster recovery: a locked, versioned copy in another region ------------------------

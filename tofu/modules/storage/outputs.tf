@@ -42,3 +42,28 @@ output "lifecycle_rule_ids" {
   description = "Lifecycle rule id per prefix."
   value       = { for p, _ in var.lifecycle_tiers : p => "tier-${trimsuffix(replace(p, "/", "-"), "-")}" }
 }
+
+output "lifecycle_tiers" {
+  description = "The lifecycle tiers applied to the data bucket, per prefix (as declared)."
+  value       = var.lifecycle_tiers
+}
+
+output "governance_retention_days" {
+  description = "Default GOVERNANCE retention of the data bucket, in days."
+  value       = var.governance_retention_days
+}
+
+output "extra_buckets" {
+  description = "Name of each further bucket, by key."
+  value       = { for k, b in aws_s3_bucket.extra : k => b.id }
+}
+
+output "extra_bucket_locks" {
+  description = "Object lock per further bucket: mode (NONE when off) and default retention days."
+  value = {
+    for k, b in var.extra_buckets : k => {
+      mode = coalesce(b.lock_mode, "NONE")
+      days = b.lock_mode == null ? 0 : b.lock_days
+    }
+  }
+}

@@ -87,3 +87,28 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "extra_buckets" {
+  description = <<-EOT
+    Further buckets in the data bucket's posture (versioned, SSE-KMS, public access blocked,
+    access-logged, lifecycle), named <prefix>-<key>. lock_mode GOVERNANCE or COMPLIANCE sets
+    object lock with that default retention for lock_days; null leaves object lock off.
+    noncurrent_days expires superseded versions (null keeps them). Used by the control-plane
+    stack for its MLflow artefact, backup and release buckets.
+  EOT
+  type = map(object({
+    lock_mode       = optional(string)
+    lock_days       = optional(number, 7)
+    noncurrent_days = optional(number)
+  }))
+  default = {}
+  validation {
+    condition = alltrue([
+      for k, b in var.extra_buckets :
+      can(regex("^[a-z0-9][a-z0-9-]{1,20}$", k)) && k != "data" && k != "data-dr" && k != "logs" &&
+      contains(["GOVERNANCE", "COMPLIANCE", "NONE"], coalesce(b.lock_mode, "NONE")) &&
+      b.lock_days >= 1 && b.lock_days <= 3650 && coalesce(b.noncurrent_days, 1) >= 1
+    ])
+    error_message = "extra_buckets keys must be 2-21 characters of a-z, 0-9 and '-' (not data, data-dr or logs); lock_mode GOVERNANCE, COMPLIANCE or null; lock_days 1-3650; noncurrent_days at least 1."
+  }
+}

@@ -105,3 +105,46 @@ run "rejects_bad_name" {
   }
   expect_failures = [var.name_prefix]
 }
+
+run "extra_buckets_in_the_same_posture" {
+  command = apply
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+  variables {
+    extra_buckets = {
+      backups   = { lock_mode = "COMPLIANCE", lock_days = 14 }
+      artifacts = { lock_mode = "GOVERNANCE", noncurrent_days = 90 }
+      scratch   = {}
+    }
+  }
+  assert {
+    condition     = aws_s3_bucket.extra["backups"].bucket == "ordinal-test-backups" && aws_s3_bucket.extra["backups"].object_lock_enabled && !aws_s3_bucket.extra["scratch"].object_lock_enabled
+    error_message = "extra buckets are named <prefix>-<key>, locked only when a mode is given"
+  }
+  assert {
+    condition     = aws_s3_bucket_object_lock_configuration.extra["backups"].rule[0].default_retention[0].mode == "COMPLIANCE" && aws_s3_bucket_object_lock_configuration.extra["backups"].rule[0].default_retention[0].days == 14 && aws_s3_bucket_object_lock_configuration.extra["artifacts"].rule[0].default_retention[0].mode == "GOVERNANCE" && length(aws_s3_bucket_object_lock_configuration.extra) == 2
+    error_message = "each locked extra bucket carries its own default retention"
+  }
+  assert {
+    condition     = alltrue([for v in aws_s3_bucket_versioning.extra : v.versioning_configuration[0].status == "Enabled"]) && length(aws_s3_bucket_public_access_block.extra) == 3
+    error_message = "every extra bucket is versioned and private"
+  }
+  assert {
+    condition     = output.extra_bucket_locks["scratch"].mode == "NONE" && output.extra_bucket_locks["backups"].days == 14
+    error_message = "the lock output reports each bucket's mode and days"
+  }
+}
+
+run "rejects_bad_extra_bucket" {
+  command = plan
+  providers = {
+    aws    = aws
+    aws.dr = aws.dr
+  }
+  variables {
+    extra_buckets = { backups = { lock_mode = "LEGAL_HOLD" } }
+  }
+  expect_failures = [var.extra_buckets]
+}
