@@ -11,11 +11,20 @@ Then, ``--rounds`` times each, interleaved:
 * ``load``: :func:`ordinal.release.load_bundle` (verify + ONNX Runtime session + tokenizer);
 * ``first predict``: one batch of 8 texts through the loaded INT8 predictor.
 
+Drills (``--drills``; ``--drills-only`` runs just these and merges them into the results file):
+the quarterly resilience rehearsals, ``--rounds`` times each, on the tiny BERT bundle of
+``tests/release/run_fixture.py``: the checkpoint restore on its own bert-tiny fixture run
+(train 16 steps, restore checkpoint-8, resume, compare), the rollback drill (fetch, verify,
+parity re-check of the version three back among four published), and the dependency-upgrade
+rehearsal with ``--onnxruntime-version`` (throwaway venv, both rechecks, drift; first round
+with an empty wheel cache, later rounds warm).
+
 Audit log: chains of N records are verified from the local mirror (JSON Lines) and from a
 local storage root (one object per record, as on S3), median of ``--rounds``; the time per
 record at each N says whether the cost is linear.
 
     .venv/bin/python benchmarks/bench_release.py [--rounds 3] [--max-records 100000]
+    .venv/bin/python benchmarks/bench_release.py --drills-only [--onnxruntime-version 1.31.1]
 """
 
 from __future__ import annotations
@@ -181,21 +190,98 @@ def bench_audit(work: Path, rounds: int, max_records: int) -> dict:
     }
 
 
+def bench_drills(work: Path, rounds: int, candidate: str) -> dict:
+    from ordinal.artifacts import open_storage
+    from ordinal.release import (
+        Registry,
+        build_bundle,
+        collect_run,
+        fingerprint,
+        generate_signing_key,
+        load_private_key,
+        rollback_drill,
+    )
+    from ordinal.release.checkpoint_drill import rehearse_checkpoint_restore
+    from ordinal.release.upgrade_drill import dependency_upgrade_drill
+    from tests.release.run_fixture import make_run
+
+    os.environ["ORDINAL_HOME"] = str(work / "home")
+    os.environ["SOURCE_DATE_EPOCH"] = "1767225600"
+    run = make_run(work / "tiny")
+    generate_signing_key(work / "drill-key.pem")
+    trusted = [fingerprint(load_private_key(work / "drill-key.pem"))]
+    registry = Registry(open_storage(str(work / "drill-store")), trusted, tracking_uri="")
+    inputs = collect_run(run)
+    bundles = {}
+    for minor in range(4):
+        version = f"1.{minor}.0"
+        bundles[version] = build_bundle(
+            inputs, work / "drill-bundles" / version, name="demo", version=version,
+            signing_key=work / "drill-key.pem",
+        )  # fmt: skip
+        registry.publish(bundles[version])
+    times: dict[str, list[float]] = {"checkpoint_restore": [], "rollback": [], "upgrade": []}
+    stages: dict[str, dict] = {}
+    for i in range(rounds):
+        start = time.perf_counter()
+        report = rehearse_checkpoint_restore(work / f"ckpt-{i}")
+        times["checkpoint_restore"].append(time.perf_counter() - start)
+        assert report.passed, report.stages
+        stages["checkpoint_restore"] = {
+            "fixture_s": report.stages["fixture"]["seconds"],
+            "resume_s": report.stages["resume"]["seconds"],
+            "weights_max_abs": report.stages["weights"]["max_abs"],
+            "metrics_max_abs": max(report.stages["metrics"]["differences"].values()),
+        }
+        start = time.perf_counter()
+        report = rollback_drill(registry, "demo")
+        times["rollback"].append(time.perf_counter() - start)
+        assert report.passed, report.stages
+        start = time.perf_counter()
+        report = dependency_upgrade_drill(
+            bundles["1.3.0"], version=candidate, wheel_cache=work / "wheels",
+            work_dir=work / f"upgrade-{i}",
+        )  # fmt: skip
+        times["upgrade"].append(time.perf_counter() - start)
+        assert report.passed, report.stages
+        stages["upgrade"] = {
+            "venv_s": report.stages["venv"]["seconds"],
+            "installed_recheck_s": report.stages["installed"]["seconds"],
+            "candidate_recheck_s": report.stages["candidate"]["seconds"],
+            "drift_max_abs": max(report.stages["drift"]["per_output"].values()),
+            "installed": report.stages["installed"]["onnxruntime"],
+            "candidate": report.stages["candidate"]["onnxruntime"],
+        }
+    return {
+        "seconds": {
+            k: {"median": round(_median(v), 3), "all": [round(x, 3) for x in v]}
+            for k, v in times.items()
+        },
+        "last_round": stages,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-records", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--skip-bundle", action="store_true")
+    parser.add_argument("--drills", action="store_true", help="Also time the drills")
+    parser.add_argument("--drills-only", action="store_true", help="Only the drills (merged)")
+    parser.add_argument("--onnxruntime-version", default="1.31.1")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-release-"))
     try:
-        result = {
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-            "audit": bench_audit(work, args.rounds, args.max_records),
-        }
-        if not args.skip_bundle:
-            result["bundle"] = bench_bundle(work, args.rounds)
+        if args.drills_only:
+            result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        else:
+            result = {"audit": bench_audit(work, args.rounds, args.max_records)}
+            if not args.skip_bundle:
+                result["bundle"] = bench_bundle(work, args.rounds)
+        result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+        if args.drills or args.drills_only:
+            result["drills"] = bench_drills(work, args.rounds, args.onnxruntime_version)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -206,3 +206,46 @@ def test_drill_command(published, tmp_path):
     assert result.exit_code == 1 and "needs 10" in result.output
     result = runner.invoke(release_app, ["drill", "dependency-upgrade", "missing-name"])
     assert result.exit_code == 1 and "no published version" in result.output
+
+
+def test_checkpoint_restore_of_a_pipeline_run(tmp_path, monkeypatch):
+    """A run laid out as notebooks/04_train.ipynb writes it: the drill reads the dataset
+    version from the run's storage, resumes from its stored mid checkpoint and matches."""
+    from ordinal import TrainSpec, train_ordinal_model
+    from ordinal.artifacts import open_storage
+    from ordinal.data import dataset_labels, ingest, load_registry, load_split, preprocess
+    from ordinal.release.checkpoint_drill import rehearse_run_checkpoint_restore
+    from ordinal.runs import write_step_outputs
+
+    monkeypatch.setenv("ORDINAL_HOME", str(tmp_path / "home"))
+    store = open_storage(str(tmp_path / "store"))
+    registry = load_registry()
+    spec = registry.get("demo-reviews")
+    ingest("demo-reviews", registry=registry, storage=store)
+    preprocess(spec.dataset, spec.version, storage=store)
+    labels = dataset_labels(spec.dataset, spec.version, storage=store)
+    train = load_split(spec.dataset, spec.version, "train", storage=store)
+    evaluation = load_split(spec.dataset, spec.version, "validation", storage=store)
+    run_dir = tmp_path / "runs" / "run-20260101-000000"
+    result = train_ordinal_model(
+        TrainSpec.quick(
+            output_dir=run_dir / "train", max_steps=8, save_steps=4, num_classes=len(labels),
+            label_names=list(labels), max_length=32, eval_each_epoch=False,
+        ),
+        train,
+        evaluation,
+    )  # fmt: skip
+    write_step_outputs(
+        run_dir,
+        "train",
+        {"step": "train", "dataset": spec.dataset, "version": spec.version,
+         "model_dir": str(result.model_dir), "metrics": result.metrics},
+    )  # fmt: skip
+    (run_dir / "train" / "result.json").write_text(
+        json.dumps({"step": "train", "ok": True, "params": {"storage": str(tmp_path / "store")}})
+    )
+    report = rehearse_run_checkpoint_restore(run_dir, work_dir=tmp_path / "drill")
+    assert report.passed, report.stages
+    assert report.stages["select"]["checkpoint_step"] == 4
+    assert report.stages["resume"]["global_step"] == 8
+    assert "eval_qwk" in report.stages["metrics"]["differences"]
