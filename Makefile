@@ -60,7 +60,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 test: lint
-	$(BIN)/python -m pytest --cov --cov-report=term --doctest-modules ordinal pipelines tests
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 --doctest-modules ordinal pipelines tests
 	$(BIN)/coverage report --include='ordinal/*' --fail-under=85
 	$(BIN)/coverage report --include='pipelines/*' --fail-under=85
 	$(BIN)/coverage report --include='ordinal/training/*' --fail-under=90
