@@ -116,6 +116,13 @@ def run(
     ] = 0.0,
     max_steps: Annotated[int, typer.Option(help="Stop training after N steps (-1: epochs)")] = -1,
     compute: Annotated[str, typer.Option(help="auto, worker or in-process")] = "auto",
+    provisioner: Annotated[
+        str,
+        typer.Option(
+            help="local (a worker for the run) or tofu (a GPU VM for train, then a CPU VM; "
+            "see docs/infrastructure.md)"
+        ),
+    ] = "local",
     run_id: Annotated[str, typer.Option(help="Run id; reuse one to resume a failed run")] = "",
     set_: Annotated[
         list[str] | None,
@@ -179,6 +186,7 @@ def run(
         "epochs": epochs,
         "max_steps": max_steps,
         "compute": compute,
+        "provisioner": provisioner,
         "run_id": run_id,
         **({"storage": stack_storage} if stack_storage else {}),
         **_parse_sets(set_ or []),

@@ -30,7 +30,8 @@ from ordinal.paths import state_dir
 from pipelines.errors import PipelineError, StepParametersError
 from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.ownership import acquire_run, current_ownership
-from pipelines.provisioning import ComputeTarget, get_provisioner, teardown_from_state
+from pipelines.provision.vms import PipelineVms, is_spot_interruption, teardown_run
+from pipelines.provisioning import ComputeTarget, _api_url, get_provisioner, teardown_from_state
 from pipelines.report import write_index
 from pipelines.steps import STEPS, StepParams
 from pipelines.tasks import record_cached_step, step_task
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 #: it reaches held-out QWK ~0.93 on demo-shapes-large in 20 (docs/demo-data.md).
 _MODEL_DEFAULTS = {"text": ("minilm", 5e-5, 2.0, 16), "image": ("vit-shapes", 1e-3, 20.0, 32)}
 _TINY_LR = 1e-3
+_COMPUTE = [name for name, step in STEPS.items() if step.compute]
 
 
 class PipelineParams(BaseModel):
@@ -106,7 +108,25 @@ class PipelineParams(BaseModel):
     storage: str = Field("", description="Storage root URL; '' is the local store")
     run_id: str = Field("", pattern=r"^[a-z0-9-]*$", description="'' makes one from the time")
     runs_root: str = Field("", description="Where run folders go; '' is <state>/runs")
-    provisioner: Literal["local"] = "local"
+    provisioner: Literal["local", "tofu"] = Field(
+        "local",
+        description="local: a Prefect worker for the run; tofu: a GPU VM for train, then a "
+        "CPU VM for export/parity/quantize, each applied with OpenTofu/Terraform and destroyed",
+    )
+    gpu_instance_type: Literal["g4dn.xlarge", "g6.xlarge"] = Field(
+        "g4dn.xlarge", description="tofu: the training VM's class"
+    )
+    market: Literal["spot", "on-demand"] = Field(
+        "spot", description="tofu: the VMs' market (spot falls back to on-demand)"
+    )
+    tofu_platform: str = Field(
+        "",
+        description="tofu: a platform file (endpoints, network, profiles, image, state "
+        "bucket); '' starts an emulated cloud on loopback for the run",
+    )
+    spot_interruptions: int = Field(
+        2, ge=0, le=5, description="tofu: spot interruptions of training answered by a new VM"
+    )
     compute: Literal["auto", "worker", "in-process"] = "auto"
     train_retries: int = Field(1, ge=0, le=5, description="Retries of the training step")
     experiment: str = Field("ordinal-pipeline", min_length=1, description="MLflow experiment")
@@ -163,6 +183,10 @@ class PipelineSummary:
     teardown: dict[str, Any] = field(default_factory=dict)
     #: What the run was asked to do: source, dataset, model, head, seed, git state, ...
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: tofu: every VM (type, market, id, apply/destroy times, billed seconds, cost, attempts).
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    #: tofu: fallbacks, spot interruptions (with the steps recomputed), alerts, total cost.
+    provisioning: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -294,6 +318,12 @@ def _teardown_hook(flow: Any, flow_run: Any, state: Any) -> None:
     if params.run_id:
         report = teardown_from_state(params.run_dir() / "provision" / "state.json")
         logging.getLogger("ordinal.pipeline").warning("teardown after %s: %s", state.name, report)
+        if params.provisioner == "tofu":  # the VMs, from the state files they recorded
+            try:
+                report = teardown_run(params.run_dir())
+            except Exception as exc:
+                report = {"error": str(exc)}
+            logging.getLogger("ordinal.pipeline").warning("VMs after %s: %s", state.name, report)
 
 
 def _record(record: StepRecord, result: StepResult, cached: bool = False) -> None:
@@ -362,8 +392,35 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
     os.environ["MLFLOW_TRACKING_URI"] = tracking.tracking_uri
     names = [*[*STEPS][:3], "provision", *[*STEPS][3:], "teardown"]
     records = {name: StepRecord(name) for name in names}
-    provisioner = get_provisioner(params.provisioner, mode=params.compute)
+    tofu = params.provisioner == "tofu"
+    provisioner = None if tofu else get_provisioner(params.provisioner, mode=params.compute)
+    vms: PipelineVms | None = None
     target: ComputeTarget | None = None
+
+    def run_compute(target: ComputeTarget, name: str) -> None:
+        """One compute step on ``target``; its record says where and how it went."""
+        record, t0 = records[name], time.perf_counter()
+        record.where, record.status, record.error = target.description, "pending", None
+        values = plan[name].model_dump(mode="json")
+        logger.info("step %s: starting on %s", name, target.description)
+        attempts = 1 + (params.train_retries if name == "train" and tofu else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                # tofu: no task retries: a spot interruption must reach the flow (new VM).
+                retries = 0 if tofu else (params.train_retries if name == "train" else 0)
+                result = target.run_step(name, values, tracking, params.run_id, retries)
+                break
+            except BaseException as exc:
+                _fail(record, exc, t0, run_dir)
+                if attempt == attempts or is_spot_interruption(exc):
+                    raise
+                if not isinstance(exc, Exception):
+                    raise
+                logger.warning("step %s failed on the VM (%s); retrying there", name, exc)
+        _record(record, result, record_cached_step(result, tracking))
+        record.seconds = time.perf_counter() - t0  # the worker's round trip too
+        logger.info("step %s: %s in %.1f s", name, record.status, record.seconds)
+
     status, started = "failed", time.perf_counter()
     teardown: dict[str, Any] = {}
     try:
@@ -371,13 +428,21 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             if name == "teardown":
                 continue  # in finally, on every completion path
             record, t0 = records[name], time.perf_counter()
+            if tofu and name in STEPS and STEPS[name].compute:
+                continue  # ran on the VMs, in the provision phase above
             if name in STEPS:
                 live = run_dir / name / "notebook.ipynb"
                 logger.info("step %s: starting (notebook saved cell by cell: %s)", name, live)
             else:
                 logger.info("step %s: starting", name)
             try:
-                if name == "provision":
+                if name == "provision" and tofu:
+                    vms = _pipeline_vms(params, run_dir, tracking)
+                    vms.open()
+                    record.status, record.where = "completed", vms.description
+                    record.seconds = time.perf_counter() - t0
+                    vms.run(lambda target, phase: [run_compute(target, s) for s in phase.steps])
+                elif name == "provision":
                     target = provisioner.provision(params.run_id, run_dir)
                     record.status, record.where = "completed", target.description
                     record.seconds = time.perf_counter() - t0
@@ -398,14 +463,21 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                     else:
                         _record(record, result)
             except BaseException as exc:
-                _fail(record, exc, t0, run_dir)
+                # tofu: a compute step's failure is that step's (already recorded), not the
+                # provisioning's; an apply that failed is the provisioning's.
+                if not (tofu and any(records[s].status == "failed" for s in _COMPUTE)):
+                    _fail(record, exc, t0, run_dir)
                 raise
             logger.info("step %s: %s in %.1f s", name, record.status, record.seconds)
         status = "completed"
     finally:
         t0 = time.perf_counter()
         try:
-            teardown = provisioner.teardown()
+            teardown = (
+                vms.teardown()
+                if vms is not None
+                else (provisioner.teardown() if provisioner is not None else {"started": "nothing"})
+            )
             if held is None:  # this flow took the lease, so it gives it back
                 ownership.release()
             records["teardown"].status = "completed"
@@ -413,7 +485,9 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             records["teardown"].status, records["teardown"].error = "failed", str(exc)
             teardown = {"error": str(exc)}
         records["teardown"].seconds = time.perf_counter() - t0
-        records["teardown"].where = target.description if target else "control"
+        records["teardown"].where = (
+            target.description if target else vms.description if vms else "control"
+        )
         for record in records.values():
             if record.status == "pending":
                 record.status = "skipped"
@@ -421,7 +495,9 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
             run_id=params.run_id,
             run_dir=str(run_dir),
             status=status,
-            compute=target.description if target else "not provisioned",
+            compute=(
+                target.description if target else vms.description if vms else "not provisioned"
+            ),
             steps=list(records.values()),
             index=str(run_dir / "index.html"),
             tracking_uri=redact(tracking.tracking_uri),
@@ -443,21 +519,81 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                 "git_sha": git.sha,
                 "git_dirty": git.dirty,
                 "non_production": params.non_production,
+                "provisioner": params.provisioner,
             },
+            vms=[] if vms is None else [r.as_dict() for r in vms.records],
+            provisioning={} if vms is None else vms.summary(),
         )
+        vm_metrics: dict[str, float] = {}
+        if vms is not None:
+            vm_metrics = _log_vms(tracking, vms, logger)
         try:  # the review record must not hide the step's own error
             files = write_index(summary)
             end_pipeline_run(
                 tracking,
                 "FINISHED" if status == "completed" else "FAILED",
                 {f"seconds_{r.step}": r.seconds for r in summary.steps}
-                | {"seconds_total": summary.seconds},
+                | {"seconds_total": summary.seconds}
+                | vm_metrics,
                 files,
             )
         except Exception as exc:
             logger.warning("could not write the run's review record: %s", exc)
         logger.info("run %s %s; review it at %s", params.run_id, status, summary.index)
     return summary.to_dict()
+
+
+def _pipeline_vms(params: PipelineParams, run_dir: Path, tracking: Tracking) -> PipelineVms:
+    """The run's VMs, with what their workers need (never a credential in user-data)."""
+    api = _api_url()
+    if api is None:
+        raise PipelineError("the tofu provisioner needs a Prefect API over HTTP; none is running")
+    env: dict[str, str] = {}
+    if redact(tracking.tracking_uri) == tracking.tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri
+    else:  # user-data is readable on the VM: the VM's own configuration must provide it
+        log.warning("the MLflow URI holds credentials: not passed to the VMs' user-data")
+    return PipelineVms(
+        params.run_id,
+        run_dir,
+        api,
+        gpu_instance_type=params.gpu_instance_type,
+        market=params.market,
+        platform_file=params.tofu_platform,
+        max_interruptions=params.spot_interruptions,
+        worker_env=env,
+        alert=_provisioning_alert,
+    )
+
+
+def _provisioning_alert(summary: str, context: dict[str, str]) -> None:
+    """Alert that provisioning fell back: the stack's channels when the run is on the stack,
+    else a log warning (the summary's ``provisioning.alerts`` keeps it either way)."""
+    log.warning("provisioning alert: %s (%s)", summary, context)
+    if not os.environ.get("ORDINAL_S3_ENDPOINT_URL"):  # set by `ordinal run --stack`
+        return
+    try:
+        from pipelines.stack.alerts import Alert, send_alert
+        from pipelines.stack.config import load_config
+
+        send_alert(load_config(None), Alert("provision-fallback", summary, context, "warning"))
+    except Exception as exc:  # alerting must not fail the run it reports on
+        log.warning("could not send the provisioning alert: %s", exc)
+
+
+def _log_vms(tracking: Tracking, vms: PipelineVms, logger: Any) -> dict[str, float]:
+    """VM parameters on the parent MLflow run; returns the VM metrics to log with it."""
+    params, metrics = vms.mlflow_records()
+    try:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=tracking.tracking_uri).log_batch(
+            tracking.parent_run_id, params=[Param(k, v[:6000]) for k, v in sorted(params.items())]
+        )
+    except Exception as exc:
+        logger.warning("could not record the VMs in MLflow: %s", exc)
+    return metrics
 
 
 def run_pipeline(values: dict[str, Any] | PipelineParams) -> dict[str, Any]:

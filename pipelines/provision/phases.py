@@ -44,6 +44,7 @@ def run_vm_phases(
     run_dir: Path,
     run_phase: Callable[[Any, Phase], None],
     teardown: Callable[[TofuProvisioner], dict[str, Any]] | None = None,
+    records: list[VmRecord] | None = None,
     **provisioner_options: Any,
 ) -> list[VmRecord]:
     """Provision, run and destroy each phase's VM in turn; return their records.
@@ -55,11 +56,14 @@ def run_vm_phases(
     teardown : callable or None
         How a VM is torn down (default ``provisioner.teardown()``); it runs on every
         completion path, before the next phase's apply.
+    records : list or None
+        Appended to as each VM is torn down, so a caller still has the records of a run
+        that failed (the return value is then never reached).
     provisioner_options
         Passed to every :class:`TofuProvisioner` (``prefect_api_url``, ``worker_python``,
         ``target_factory``, ``on_fallback``, ...).
     """
-    records: list[VmRecord] = []
+    records = [] if records is None else records
     for phase in phases:
         provisioner = TofuProvisioner(platform, phase.vm, **provisioner_options)
         try:

@@ -36,6 +36,27 @@ TEARDOWN = (
     "print(json.dumps(teardown_from_state(Path(sys.argv[1]))))"
 )
 
+# A resumed run whose owner died fences it: the fence hook the pipeline registers
+# (pipelines.provision.vms, imported with the flow as `ordinal run` does) destroys its VMs.
+FENCE = (
+    "import json, sys; from pathlib import Path; import pipelines.flow;"
+    "from pipelines.ownership import OwnerRecord, fence_owner;"
+    "dead = OwnerRecord('elsewhere', 2**22 + 7, 0.0, 'token-of-a-dead-owner', 'earlier', 0.0);"
+    "print(json.dumps(fence_owner(Path(sys.argv[1]), dead), default=str))"
+)
+
+
+def _fence_in_fresh_process(run_dir: Path) -> tuple[dict, float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", FENCE, str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1]), time.monotonic() - started
+
 
 def _teardown_in_fresh_process(state: Path) -> tuple[dict, float]:
     started = time.monotonic()
@@ -71,6 +92,15 @@ def test_gpu_then_cpu_vm_with_spot_fallback(cloud, tmp_path, assert_no_leaks):
         running[phase.vm.stage] = described["Reservations"][0]["Instances"][0]
 
     def teardown(provisioner: TofuProvisioner) -> dict:
+        if provisioner.vm.stage == "export":  # the CPU VM: left by a dead owner, fenced
+            fenced, seconds = _fence_in_fresh_process(tmp_path)
+            teardowns.append(seconds)
+            vms = fenced["_fence_vms"]["vms"]
+            assert vms["export"]["destroyed"] is True, fenced
+            assert vms["train"]["already_destroyed"] is True, fenced
+            report, _ = _teardown_in_fresh_process(provisioner.state_path)
+            assert report["already_destroyed"] is True
+            return report
         report, seconds = _teardown_in_fresh_process(provisioner.state_path)
         teardowns.append(seconds)
         # Idempotent: a second call changes nothing.

@@ -83,8 +83,11 @@ class EmulatedCloud:
         self.client("s3").put_bucket_versioning(
             Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
         )
+        metadata = self.metadata
+        # Each instance polls its own metadata path, as each VM has its own IMDS.
         self.instances = UserDataRunner(
-            self.instance_dir, env={"ORDINAL_METADATA_URL": self.metadata.url}
+            self.instance_dir,
+            instance_env=lambda i: {"ORDINAL_METADATA_URL": metadata.instance_url(i)},
         ).watch(self.client("ec2"))
         if apply_platform:
             self.apply_platform()

@@ -16,6 +16,12 @@ the step with a typed interruption error.
 
 Schedule a notice from this process with :meth:`MetadataStandIn.interrupt`, or from another
 with ``POST /__interrupt__`` (JSON ``{"in_seconds": 120, "action": "terminate"}``).
+
+One stand-in serves many emulated instances: instance ``i-x`` gets the base URL
+:meth:`MetadataStandIn.instance_url` (``<url>/instance/i-x``), so a notice can be meant for
+one instance only, as on AWS (a replacement VM is not interrupted by its predecessor's
+notice). :meth:`MetadataStandIn.interrupt_after` issues a notice to whichever instance first
+polls ``spot/instance-action`` N times: the warning arrives while training runs.
 """
 
 from __future__ import annotations
@@ -51,8 +57,13 @@ class MetadataStandIn:
         self.life_cycle = life_cycle
         self._tokens: dict[str, float] = {}
         self._notice: dict[str, str] | None = None
+        self._notices: dict[str, dict[str, str]] = {}  # per instance (instance_url)
+        self._polls: dict[str, int] = {}
+        self._after: tuple[int, str, int] | None = None  # (polls, action, in_seconds)
         self._lock = threading.Lock()
         self.polls = 0
+        #: ``(instance id or "", notice)`` in the order notices were issued.
+        self.issued: list[tuple[str, dict[str, str]]] = []
         self._server = ThreadingHTTPServer((HOST, 0), self._handler())
         self._server.daemon_threads = True
 
@@ -61,20 +72,65 @@ class MetadataStandIn:
         """Base URL (what ``ORDINAL_METADATA_URL`` is set to)."""
         return f"http://{HOST}:{self._server.server_address[1]}"
 
-    def interrupt(self, action: str = "terminate", in_seconds: int = NOTICE_SECONDS) -> dict:
-        """Schedule the interruption: the notice is served from now on."""
+    def instance_url(self, instance_id: str) -> str:
+        """Base URL for one emulated instance (its ``ORDINAL_METADATA_URL``)."""
+        return f"{self.url}/instance/{instance_id}"
+
+    @staticmethod
+    def _make_notice(action: str, in_seconds: int) -> dict[str, str]:
         if action not in ("terminate", "stop", "hibernate"):
             raise ValueError(f"action must be terminate, stop or hibernate, got {action!r}")
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=in_seconds)
-        notice = {"action": action, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {"action": action, "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def interrupt(
+        self,
+        action: str = "terminate",
+        in_seconds: int = NOTICE_SECONDS,
+        instance_id: str | None = None,
+    ) -> dict:
+        """Schedule the interruption: the notice is served from now on (to every instance,
+        or to ``instance_id`` only)."""
+        notice = self._make_notice(action, in_seconds)
         with self._lock:
-            self._notice = notice
+            if instance_id is None:
+                self._notice = notice
+            else:
+                self._notices[instance_id] = notice
+            self.issued.append((instance_id or "", notice))
         return notice
+
+    def interrupt_after(
+        self, polls: int, action: str = "terminate", in_seconds: int = NOTICE_SECONDS
+    ) -> None:
+        """Issue one notice to the first instance that polls ``spot/instance-action``
+        ``polls`` times (counting from now); later instances get none."""
+        if polls < 1:
+            raise ValueError("polls must be >= 1")
+        self._make_notice(action, in_seconds)  # validates the action
+        with self._lock:
+            self._polls.clear()
+            self._after = (polls, action, in_seconds)
 
     def clear(self) -> None:
         """No interruption scheduled (a fresh instance)."""
         with self._lock:
             self._notice = None
+            self._notices.clear()
+            self._after = None
+
+    def _poll(self, instance_id: str) -> dict[str, str] | None:
+        """Count one poll of ``spot/instance-action``; the notice to serve, if any."""
+        with self._lock:
+            self.polls += 1
+            count = self._polls[instance_id] = self._polls.get(instance_id, 0) + 1
+            if self._after is not None and count >= self._after[0]:
+                _, action, in_seconds = self._after
+                self._after = None
+                notice = self._make_notice(action, in_seconds)
+                self._notices[instance_id] = notice
+                self.issued.append((instance_id, notice))
+            return self._notices.get(instance_id) or self._notice
 
     def start(self) -> MetadataStandIn:
         """Serve in a daemon thread."""
@@ -111,8 +167,16 @@ class MetadataStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _route(self) -> tuple[str, str]:
+                """``(instance id or "", path)`` from ``/instance/<id>/latest/...``."""
+                path = self.path
+                if path.startswith("/instance/"):
+                    instance_id, _, rest = path[len("/instance/") :].partition("/")
+                    return instance_id, "/" + rest
+                return "", path
+
             def do_PUT(self) -> None:
-                if self.path != "/latest/api/token":
+                if self._route()[1] != "/latest/api/token":
                     self._reply(404, "Not Found")
                     return
                 try:
@@ -146,20 +210,18 @@ class MetadataStandIn:
                 token = self.headers.get("X-aws-ec2-metadata-token", "")
                 with stand_in._lock:
                     expires = stand_in._tokens.get(token, 0.0)
-                    notice = stand_in._notice
                 if expires < time.monotonic():
                     self._reply(401, "Unauthorized")
                     return
-                path = self.path
+                instance_id, path = self._route()
                 if path == "/latest/meta-data/spot/instance-action":
-                    with stand_in._lock:
-                        stand_in.polls += 1
+                    notice = stand_in._poll(instance_id)
                     if notice is None:
                         self._reply(404, "Not Found")
                     else:
                         self._reply(200, json.dumps(notice), "application/json")
                 elif path == "/latest/meta-data/instance-id":
-                    self._reply(200, stand_in.instance_id)
+                    self._reply(200, instance_id or stand_in.instance_id)
                 elif path == "/latest/meta-data/instance-life-cycle":
                     self._reply(200, stand_in.life_cycle)
                 else:

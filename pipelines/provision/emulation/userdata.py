@@ -21,7 +21,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,22 @@ class UserDataRunner:
     root : Path
         Folder holding one sub-folder per instance.
     env : Mapping[str, str] or None
-        Extra environment for every script (the metadata stand-in's URL, for instance).
+        Extra environment for every script.
+    instance_env : callable or None
+        ``instance_id -> {name: value}``: environment of one instance (the metadata
+        stand-in's URL for that instance, for instance).
     """
 
-    def __init__(self, root: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: Mapping[str, str] | None = None,
+        instance_env: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.env = dict(env or {})
+        self.instance_env = instance_env
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,6 +72,7 @@ class UserDataRunner:
         env = dict(
             os.environ,
             **self.env,
+            **(self.instance_env(instance_id) if self.instance_env else {}),
             ORDINAL_EMULATED_INSTANCE="1",
             ORDINAL_INSTANCE_ID=instance_id,
         )

@@ -1,0 +1,208 @@
+"""``ordinal run --provisioner tofu``: the pipeline's compute steps on VMs applied with Terraform.
+
+Emulated at the boundary (nothing else is): ``moto_server`` on loopback is the AWS endpoint
+(EC2, S3 for the Terraform state, IAM, STS), started by this module; each instance's user-data
+(the Prefect worker bootstrap) runs as a local process group tied to its instance id; the
+fault injector in front of EC2 answers spot requests with AWS's own capacity errors; the
+metadata stand-in serves ``spot/instance-action`` (IMDSv2) to each instance. Terraform, the
+modules, the provisioner, the Prefect workers, the step notebooks, training, MLflow and the
+teardown are real.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from ordinal.training import latest_checkpoint
+from ordinal.training.spot import SpotSpec
+from pipelines.provision import VmRecord, assert_sequential
+from pipelines.provision.emulation.cloud import EmulatedCloud
+from pipelines.provision.leaks import find_leaks
+from pipelines.provision.prices import load_prices
+from pipelines.provision.vms import write_platform
+from pipelines.steps import NOTEBOOK_DIR_ENV
+from tests.pipelines.helpers import (
+    ORDINAL,
+    mlflow_runs,
+    ordinal_run,
+    processes_inside,
+    read_summary,
+)
+from tests.pipelines.toy_notebooks import write_toy_notebooks
+
+pytestmark = pytest.mark.slow
+
+# Training steps: enough that the warning (about a second in) lands mid-training.
+MAX_STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    """moto_server, the injector, the metadata stand-in, the user-data runner; the platform
+    root (network, roles) applied once for the module."""
+    emulated = EmulatedCloud(tmp_path_factory.mktemp("cloud"))
+    try:
+        emulated.start(apply_platform=False)
+        emulated.apply_platform()
+        yield emulated
+    finally:
+        emulated.close()
+
+
+@pytest.fixture
+def platform_file(cloud, tmp_path):
+    cloud.injector.disarm()
+    cloud.metadata.clear()
+    return write_platform(cloud.platform(), tmp_path / "platform.json")
+
+
+def _assert_no_leaks(cloud):
+    assert find_leaks(cloud.client("ec2"), cloud.instance_dir) == []
+    done = subprocess.run(
+        [str(ORDINAL), "infra", "leaks", "--endpoint", cloud.moto.url,
+         "--instance-dir", str(cloud.instance_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _records(summary):
+    return [VmRecord(**v) for v in summary["vms"]]
+
+
+def test_tofu_run_resumes_training_after_a_spot_interruption(
+    home, cloud, platform_file, monkeypatch
+):
+    """GPU VM (train) interrupted by the two-minute warning mid-training, a fresh GPU VM
+    resumes from the checkpoint saved after the notice, then the CPU VM runs export, parity
+    and quantize; every VM destroyed before the next apply; nothing leaks; the final metrics
+    equal an uninterrupted training with the same seed."""
+    monkeypatch.setenv("ORDINAL_SPOT_POLL_SECONDS", "0.5")  # the VMs inherit it
+    cloud.metadata.interrupt_after(polls=3)  # ~1 s into the first training
+    done = ordinal_run(
+        "--run-id", "tofu-spot", "--provisioner", "tofu", "--model", "bert-tiny",
+        "--max-steps", str(MAX_STEPS), "--set", "non_production=true",
+        "--set", "parity_samples=200", "--set", f"tofu_platform={platform_file}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    run_dir = home / "runs" / "tofu-spot"
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed"
+    assert all(s["status"] == "completed" for s in summary["steps"]), summary["steps"]
+
+    # Three VMs, one after another: the interrupted GPU VM, its replacement, the CPU VM.
+    vms = _records(summary)
+    assert [(v.stage, v.instance_type, v.market) for v in vms] == [
+        ("train", "g4dn.xlarge", "spot"),
+        ("train", "g4dn.xlarge", "spot"),
+        ("export", "c6i.xlarge", "spot"),
+    ]
+    assert len({v.instance_id for v in vms}) == 3
+    assert_sequential(vms)
+    prices = load_prices()
+    for vm in vms:
+        assert vm.destroy_finished is not None and vm.billed_seconds >= 60
+        assert vm.cost_usd == pytest.approx(
+            vm.billed_seconds * prices.hourly("us-east-1", vm.instance_type, vm.market) / 3600,
+            abs=1e-6,  # recorded to the micro-dollar
+        )
+        assert vm.cost_usd > 0
+    steps = {s["step"]: s for s in summary["steps"]}
+    assert vms[1].instance_id in steps["train"]["where"]
+    assert all(vms[2].instance_id in steps[s]["where"] for s in ("export", "parity", "quantize"))
+
+    # The interruption: saved within the deadline, resumed there, little work lost.
+    (interruption,) = summary["provisioning"]["interruptions"]
+    assert interruption["instance_id"] == vms[0].instance_id
+    assert 0 < interruption["step"] < MAX_STEPS
+    assert interruption["seconds_to_save"] < SpotSpec().save_deadline_seconds
+    checkpoints = run_dir / "train" / "checkpoints"
+    checkpoint = checkpoints / f"checkpoint-{interruption['step']}"  # rotated out since
+    # The checkpoint cadence: the steps between two saves the trainer makes (save_steps).
+    cadence = json.loads((latest_checkpoint(checkpoints) / "trainer_state.json").read_text())
+    assert 0 <= interruption["steps_recomputed"] < cadence["save_steps"]
+    outputs = json.loads((run_dir / "train" / "outputs.json").read_text())
+    assert outputs["resumed_from"] == str(checkpoint) and outputs["global_step"] == MAX_STEPS
+    print(
+        f"\nVMs: {[(v.stage, v.apply_seconds, v.destroy_seconds, v.cost_usd) for v in vms]};"
+        f" interruption {interruption}; teardown {summary['teardown'].get('seconds')} s;"
+        f" run {summary['seconds']:.1f} s"
+    )
+
+    # The index page's VM table; MLflow's parent run.
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert "<h2>VMs</h2>" in index
+    assert all(v.instance_id in index for v in vms) and "c6i.xlarge" in index
+    runs = {r.info.run_name: r for r in mlflow_runs(home)}
+    parent = runs["tofu-spot"]
+    assert parent.data.params["provisioner"] == "tofu"
+    assert parent.data.params["vm.0.train.instance_type"] == "g4dn.xlarge"
+    assert parent.data.params["vm.2.export.instance_id"] == vms[2].instance_id
+    assert parent.data.metrics["vm_cost_usd_total"] == pytest.approx(sum(v.cost_usd for v in vms))
+    assert parent.data.metrics["spot_interruptions"] == 1
+
+    # Teardown: every state destroyed, no instance or process left.
+    for state in (run_dir / "provision").glob("*/state.json"):
+        assert json.loads(state.read_text())["destroyed"] is True
+    assert processes_inside(run_dir) == []
+    _assert_no_leaks(cloud)
+
+    # Same seed, no interruption: the same final metrics (the same notebook, run here).
+    from pipelines.flow import check_params, plan_steps
+    from pipelines.notebooks import execute_step
+
+    params = check_params({"run_id": "tofu-spot", "model": "bert-tiny", "max_steps": MAX_STEPS})
+    baseline = plan_steps(params)["train"].model_copy(
+        update={"run_dir": str(home / "runs" / "uninterrupted")}
+    )
+    reference = execute_step("train", baseline).metrics
+    resumed = steps["train"]["metrics"]
+    atol = SpotSpec().resume_metrics_atol
+    for key in ("eval_mae", "eval_qwk", "eval_accuracy", "eval_loss"):
+        assert resumed[key] == pytest.approx(reference[key], abs=atol), key
+
+
+def test_tofu_run_with_a_failing_step_tears_down(home, cloud, platform_file, tmp_path, monkeypatch):
+    """Train fails on the GPU VM (a stand-in notebook raises): the VM is destroyed, no CPU VM
+    is applied, nothing leaks. The first spot request meets a capacity error: the fallback
+    (another zone) is recorded in the summary, MLflow and an alert."""
+    notebooks = write_toy_notebooks(tmp_path / "notebooks", fail="train")
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(notebooks))  # the VMs' workers inherit it
+    cloud.injector.arm("InsufficientInstanceCapacity", 1)
+    done = ordinal_run(
+        "--run-id", "tofu-failing", "--provisioner", "tofu", "--model", "bert-tiny",
+        "--set", f"tofu_platform={platform_file}", "--set", "train_retries=0",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = home / "runs" / "tofu-failing"
+    summary = read_summary(run_dir)
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert status == {
+        "ingest": "completed", "preprocess": "completed", "calibrate": "completed",
+        "provision": "completed", "train": "failed", "export": "skipped",
+        "parity": "skipped", "quantize": "skipped", "teardown": "completed",
+    }  # fmt: skip
+    train = next(s for s in summary["steps"] if s["step"] == "train")
+    assert "sabotaged train step" in train["error"]
+
+    (vm,) = _records(summary)  # no CPU VM after a failed train
+    assert (vm.stage, vm.instance_type) == ("train", "g4dn.xlarge")
+    assert vm.destroy_finished is not None and vm.cost_usd > 0
+    assert [a["outcome"] for a in vm.attempts] == ["InsufficientInstanceCapacity", "ok"]
+    assert vm.fell_back and vm.market == "spot" and vm.zone == "us-east-1b"
+    provisioning = summary["provisioning"]
+    assert provisioning["fallbacks"][0]["stage"] == "train"
+    assert "fell back" in provisioning["alerts"][0]["summary"]
+    assert "InsufficientInstanceCapacity" in (run_dir / "index.html").read_text()
+    parent = {r.info.run_name: r for r in mlflow_runs(home)}["tofu-failing"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.params["vm.0.train.attempts"] == "2"
+    assert parent.data.metrics["vm_fallback_attempts"] == 1
+    state = json.loads((run_dir / "provision" / "train" / "state.json").read_text())
+    assert state["destroyed"] is True
+    assert not (run_dir / "provision" / "export").exists()
+    assert processes_inside(run_dir) == []
+    _assert_no_leaks(cloud)
