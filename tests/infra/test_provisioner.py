@@ -18,6 +18,7 @@ import pytest
 from pipelines.provision import (
     FatalProvisionError,
     Phase,
+    Platform,
     TofuProvisioner,
     VmSpec,
     assert_sequential,
@@ -181,3 +182,57 @@ def test_gpu_then_cpu_vm_with_spot_fallback(cloud, tmp_path, assert_no_leaks):
         assert record.billed_seconds >= 60
     assert max(teardowns) < 120, f"teardown took {teardowns}"  # goal: < 60 s
     assert_no_leaks()
+
+
+CRASH_TEARDOWN = (
+    "import json, sys; from pathlib import Path; from pipelines.provision.vms import teardown_run;"
+    "print(json.dumps(teardown_run(Path(sys.argv[1])), default=str))"
+)
+
+
+def test_teardown_run_stops_what_a_crashed_embedded_run_left(tmp_path):
+    """A run that started its own emulated cloud and was killed leaves moto_server (its own
+    session) and instance process groups behind; the crash hook's ``teardown_run``, in a
+    fresh process, stops both from the run folder alone, and a second call finds nothing.
+
+    Emulated at the boundary: a ``sleep`` in its own session stands in for the orphaned
+    moto_server; the instance group is a real user-data runner group."""
+    import psutil
+
+    from pipelines.provision.emulation.userdata import UserDataRunner
+    from pipelines.provision.vms import write_platform
+
+    orphan = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    instances = tmp_path / "cloud" / "instances"
+    UserDataRunner(instances).start("i-0crashed", "#!/bin/bash\nsleep 600\n")
+    platform = Platform(
+        env="emulated", region="us-east-1", vpc_id="vpc-1", subnets=[("us-east-1a", "subnet-1")],
+        instance_profiles={"train": "ordinal-train"}, ami_id="ami-1", state_bucket="b",
+        endpoint="http://127.0.0.1:9", instance_dir=str(instances),
+    )  # fmt: skip
+    created = psutil.Process(orphan.pid).create_time()
+    write_platform(
+        platform,
+        tmp_path / "provision" / "platform.json",
+        embedded={"pid": orphan.pid, "created": created},
+    )
+    try:
+        first = subprocess.run(
+            [sys.executable, "-c", CRASH_TEARDOWN, str(tmp_path)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        report = json.loads(first.stdout.strip().splitlines()[-1])
+        assert report["embedded_cloud_stopped"] is True
+        assert report["instance_processes_killed"] == ["i-0crashed"]
+        assert orphan.wait(10) == -9
+        assert UserDataRunner(instances).alive() == []
+        again = subprocess.run(
+            [sys.executable, "-c", CRASH_TEARDOWN, str(tmp_path)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        second = json.loads(again.stdout.strip().splitlines()[-1])
+        assert "embedded_cloud_stopped" not in second and "instance_processes_killed" not in second
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+        UserDataRunner(instances).terminate("i-0crashed")
