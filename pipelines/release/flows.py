@@ -165,6 +165,14 @@ def _use_stack(stack_root: str, trust: list[str] | None) -> list[str] | None:
     return [*(trust or []), *keys]
 
 
+def _report_stem(prefix: str, when: dt.datetime) -> str:
+    """``{prefix}-{UTC time}-{flow run id[:8]}``: two runs in one second keep both reports."""
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.id or "")[:8] or f"pid{os.getpid()}"
+    return f"{prefix}-{when.strftime('%Y%m%dT%H%M%SZ')}-{run_id}"
+
+
 def _stage_text(stages: dict[str, Any]) -> str:
     return "; ".join(
         f"{name}: {'pass' if s['passed'] else 'FAIL'} ({s['detail']})" for name, s in stages.items()
@@ -274,8 +282,8 @@ def nightly_parity(
             results[f"{name} {version}"] = recheck_release(registry, name, version).to_dict()
     if not results:
         results["releases"] = _no_release_row(registry.storage.url)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    files = _write_report(report_dir, f"nightly-parity-{stamp}", "Nightly parity", results)
+    stem = _report_stem("nightly-parity", dt.datetime.now(dt.UTC))
+    files = _write_report(report_dir, stem, "Nightly parity", results)
     _publish_link("release-nightly-parity", "Nightly parity", results, files)
     failed = [k for k, v in results.items() if not v["passed"]]
     if failed:
@@ -308,8 +316,8 @@ def quarterly_rollback_drill(
         name: rollback_drill(registry, name, back=back).to_dict()
         for name in names or registry.names()
     }
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    files = _write_report(report_dir, f"rollback-drill-{stamp}", "Rollback drill", results)
+    stem = _report_stem("rollback-drill", dt.datetime.now(dt.UTC))
+    files = _write_report(report_dir, stem, "Rollback drill", results)
     failed = [k for k, v in results.items() if not v["passed"]]
     if failed:
         _alert(
@@ -452,7 +460,7 @@ def quarterly_resilience(
         "seconds": round(time.perf_counter() - started, 3),
         "failed": ", ".join(failed) or "-",
     }
-    stem = f"resilience-{when.strftime('%Y%m%dT%H%M%SZ')}"
+    stem = _report_stem("resilience", when)
     files = _write_report(report_dir, stem, "Quarterly resilience rehearsal", results, summary)
     _publish_link("release-resilience", "Quarterly resilience rehearsal", results, files)
     for label, result in results.items():

@@ -39,10 +39,14 @@ def _deployments(config: StackConfig) -> dict:
         return asyncio.run(read())
 
 
-def _run(config: StackConfig, name: str, parameters: dict) -> tuple[str, str]:
+def _run_together(config: StackConfig, runs: list[tuple[str, dict]]) -> list[tuple[str, str]]:
+    """Run deployments at once (the control worker takes several) and wait for all."""
+
+    async def all_runs():
+        return await asyncio.gather(*(_run_and_wait(n, p, timeout=240) for n, p in runs))
+
     with prefect_server.client_settings(config):
-        _, state, _, message = asyncio.run(_run_and_wait(name, parameters, timeout=240))
-    return state, message
+        return [(state, message) for _, state, _, message in asyncio.run(all_runs())]
 
 
 @pytest.fixture
@@ -74,20 +78,8 @@ def test_up_deploys_release_schedules_and_nightly_runs(
         assert deployment.parameters["stack_root"] == str(stack_config.root)
     report_dir = Path(found[NIGHTLY].parameters["report_dir"])
 
-    # No release published yet: the nightly run fails loudly and the stack's webhook hears.
-    # (A copy of the stack's root whose config routes alerts to the test's receivers, so the
-    # session stack's own stack.json is never changed.)
-    alert_config, webhook, _ = alerting
-    other = tmp_path / "alert-root"
-    shutil.copytree(stack_config.secrets_dir, other / "secrets")
-    alert_config.model_copy(update={"root": other}).save()
-    state, message = _run(stack_config, NIGHTLY, {"stack_root": str(other)})
-    assert state == "FAILED", message
-    text = json.dumps(webhook.received)
-    assert "nightly parity failed for releases" in text and "runbook-release-parity" in text
-
     # Publish a signed release into the stack's object-locked releases bucket and trust its
-    # key on the stack: the nightly run fetches, verifies and re-checks it, and completes.
+    # key on the stack (<root>/release/trusted/*.pub).
     from ordinal.artifacts import open_storage
     from ordinal.release import AuditLog, Registry, fingerprint, load_private_key
 
@@ -98,20 +90,42 @@ def test_up_deploys_release_schedules_and_nightly_runs(
     trusted = stack_config.path("release", "trusted")
     trusted.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(f"{key}.pub", trusted / "test-release.pub")
+    registry = Registry(
+        storage,
+        [fingerprint(load_private_key(key))],
+        audit=AuditLog(storage, lock_days=1),
+        tracking_uri="",
+    )
+    assert registry.publish(bundle).created
+
+    # Two nightly runs at once: the deployed one fetches, verifies and re-checks the release
+    # and completes; one pointed at an empty prefix (no release) fails loudly, and the
+    # stack's webhook hears. (It runs for a copy of the stack's root whose config routes
+    # alerts to the test's receivers, so the session stack's stack.json is never changed.)
+    alert_config, webhook, _ = alerting
+    other = tmp_path / "alert-root"
+    shutil.copytree(stack_config.secrets_dir, other / "secrets")
+    alert_config.model_copy(update={"root": other}).save()
+    before = set(report_dir.glob("nightly-parity-*.json")) if report_dir.is_dir() else set()
+    empty = {
+        "stack_root": str(other),
+        "storage": f"s3://{s3.RELEASES_BUCKET}/empty",
+        "report_dir": str(other / "reports"),
+    }
     try:
-        registry = Registry(
-            storage,
-            [fingerprint(load_private_key(key))],
-            audit=AuditLog(storage, lock_days=1),
-            tracking_uri="",
+        (deployed, deployed_msg), (failed, failed_msg) = _run_together(
+            stack_config, [(NIGHTLY, {}), (NIGHTLY, empty)]
         )
-        assert registry.publish(bundle).created
-        before = set(report_dir.glob("nightly-parity-*.json")) if report_dir.is_dir() else set()
-        state, message = _run(stack_config, NIGHTLY, {})
-        assert state == "COMPLETED", message
     finally:
         os.remove(trusted / "test-release.pub")
+    assert deployed == "COMPLETED", deployed_msg
     (new,) = set(report_dir.glob("nightly-parity-*.json")) - before
     results = json.loads(new.read_text())
     assert results["demo 1.0.0"]["passed"], results
     assert results["demo 1.0.0"]["stages"]["parity"]["passed"]
+    assert failed == "FAILED", failed_msg
+    text = json.dumps(webhook.received)
+    assert "nightly parity failed for releases" in text and "runbook-release-parity" in text
+    assert f"s3://{s3.RELEASES_BUCKET}/empty" in text
+    (failed_report,) = (other / "reports").glob("nightly-parity-*.json")
+    assert not json.loads(failed_report.read_text())["releases"]["passed"]
