@@ -17,9 +17,32 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "chaos_full: part of the full chaos matrix only")
 
 
+#: The order of the full matrix, so that a run cut short has one cell of every kind of fault:
+#: the quick checks, the sample cell of each fault, the stack, the new faults in every step,
+#: then the kill -9 matrix.
+FIRST = (
+    "test_tracking_attempts",
+    "test_s3_lease_resume",
+    "test_kill_9_of_the_orchestrator_during_training",
+    "test_an_s3_connection_cut_mid_upload",
+    "test_a_full_disk_on_the_run_folder",
+    "test_a_stack_service_restart",
+    "test_s3_cut_in_every_step",
+    "test_full_disk_in_every_step",
+)
+
+
+def _priority(item) -> int:
+    for rank, prefix in enumerate(FIRST):
+        if prefix in item.nodeid:
+            return rank
+    return len(FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
     """Deselect (not skip) the full matrix unless ``ORDINAL_CHAOS=full``."""
     if os.environ.get(FULL_ENV) == "full":
+        items.sort(key=_priority)  # stable: the file order within a priority
         return
     kept, dropped = [], []
     for item in items:

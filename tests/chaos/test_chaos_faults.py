@@ -64,7 +64,9 @@ def _full_disk(step, home, notebooks, reference, tmp_path):
     after = result.detail["after_fault"]
     assert after["broken"] == [], after  # no manifest without its files
     assert step not in after["published"], after
-    check_resumed(result, home, reference, step)
+    # The task's retry (train_retries=1) runs against the still-full disk and fails again, so
+    # training loses up to one interval per execution: bounded per execution, total recorded.
+    check_resumed(result, home, reference, step, per_execution=True)
 
 
 @pytest.mark.slow

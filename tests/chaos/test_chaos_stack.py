@@ -10,8 +10,9 @@ the suite's (``check_resumed``), with the leftovers and the MLflow runs read fro
 no deployment or work queue of the run on the stack's Prefect, no process in the run folder,
 one parent run on the stack's MLflow server.
 
-One stack for both faults (the session's ``stack_config``, about a minute to start); these
-cells belong to the full matrix only (``make chaos``).
+One stack for both faults (started by this module, about a minute, and stopped when its
+tests end, checked for leftover processes as ``tests/stack`` does); these cells belong to
+the full matrix only (``make chaos``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,29 @@ from pipelines.stack.config import StackConfig
 from tests.chaos.faults import inject_during
 from tests.chaos.harness import check_resumed, env_for
 from tests.pipelines.helpers import ORDINAL, processes_inside
-from tests.stack.conftest import stack_config  # noqa: F401 - the session's real stack
+from tests.stack.conftest import _make_root, _teardown
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos_full]
+
+
+@pytest.fixture(scope="module")
+def stack_config():
+    """A running stack for this module's tests, always stopped after them."""
+    import shutil
+
+    from pipelines.stack import stack
+    from pipelines.stack.config import load_config
+
+    base = _make_root("ordinal-chaos-stack-")
+    config = load_config(base / "stack")
+    try:
+        stack.up(config)
+        yield config
+    finally:
+        _, leftovers = _teardown(config)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not leftovers, f"processes left after down: {leftovers}"
+
 
 STEP = "train"
 
@@ -74,7 +95,7 @@ def _restart(config: StackConfig, service: str) -> dict:
 @pytest.mark.parametrize("service", ["postgres", "prefect"])
 def test_a_stack_service_restart_mid_run_then_resume(
     service,
-    stack_config,  # noqa: F811 - the fixture imported above
+    stack_config,
     home,
     notebooks,
     reference,

@@ -1,0 +1,46 @@
+"""Render ``$ORDINAL_CHAOS_RESULTS`` (one JSON line per fault) as the table of docs/reliability.md.
+
+.venv/bin/python -m tests.chaos.table build/chaos-results.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HEADER = (
+    "| fault | step | injected at | first attempt exit | resumed | recomputed work "
+    "| checkpoint interval | detail | wall time (s) |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _detail(row: dict) -> str:
+    detail, fencing = row.get("detail") or {}, row.get("fencing") or {}
+    if row["fault"] == "s3-cut":
+        return f"cut at byte {detail.get('cut_at_byte')} of {detail.get('of_bytes')}"
+    if row["fault"] == "disk-full":
+        return f"filled {detail.get('filled_bytes', 0) / 2**20:.0f} MiB"
+    if "restart" in row["fault"]:
+        return f"down {detail.get('down_seconds')} s"
+    line = fencing.get("line", "")
+    return "fenced on resume" if line else "nothing to fence"
+
+
+def render(path: Path) -> str:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = [HEADER]
+    for r in rows:
+        at = f"unit {r['at_unit']}" if r["fault"] != "s3-cut" else "upload"
+        out.append(
+            f"| {r['fault']} | {r['step']} | {at} | {r['first_rc']} | "
+            f"{'yes' if r['survived'] else 'NO'} | {r['recomputed_units']} units = "
+            f"{r['recomputed_seconds']:.2f} s | {r['checkpoint_interval_seconds']} s | "
+            f"{_detail(r)} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render(Path(sys.argv[1] if len(sys.argv) > 1 else "build/chaos-results.jsonl")))
