@@ -235,3 +235,34 @@ def test_without_the_stack_a_deviation_is_logged_and_returned(tmp_path, caplog) 
 
 def test_baseline_of_is_a_plain_mean() -> None:
     assert baseline_of([{"cost_per_1k": 3}], 10) == (3.0, 1)
+
+
+# --- the committed benchmark table ---------------------------------------------------------
+def test_cost_table_in_docs_matches_the_committed_results() -> None:
+    """docs/cost.md shows benchmarks/results/cost.json; GPU rows say they are assumed."""
+    from pathlib import Path
+
+    from pipelines.provision.prices import load_prices
+
+    repo = Path(__file__).resolve().parents[2]
+    result = json.loads((repo / "benchmarks" / "results" / "cost.json").read_text())
+    doc = (repo / "docs" / "cost.md").read_text()
+    prices = load_prices()
+    region = result["parameters"]["region"]
+    for row in result["rows"]:
+        itype = row["instance_type"]
+        (line,) = [ln for ln in doc.splitlines() if ln.startswith(f"| {itype} ")]
+        assert row["on_demand_per_hour"] == prices.hourly(region, itype, "on-demand")
+        assert row["spot_per_hour"] == prices.hourly(region, itype, "spot")
+        for value in (row["per_1k_on_demand"], row["per_1k_spot"]):
+            assert f"{value:.5f}" in line, (itype, value, line)
+        assert row["per_1k_spot"] == pytest.approx(
+            row["spot_per_hour"] / (row["samples_per_second"] * 3.6)
+        )
+        assert f"{row['samples_per_second']:.0f} (" in line
+        assert ("not measured" in line) is (not row["measured"]), line
+    # The FLOPs count behind the GPU rows, recomputed from MiniLM's shape (6 x 384, FFN 1536).
+    n = 6 * (4 * 384 * 384 + 2 * 384 * 1536)
+    assert result["model"]["non_embedding_params"] == n == 10_616_832
+    seq = result["parameters"]["seq_len"]
+    assert result["model"]["flops_per_sample"] == 6 * n * seq + 6 * 6 * 2 * seq * seq * 384
