@@ -340,14 +340,17 @@ def run_drills(
     run: str = "",
     onnxruntime_version: str = "",
     wheel_cache: str = "",
+    restore_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the chosen rehearsals; return ``{row label: drill report dict}`` in run order.
 
     ``checkpoint-restore`` resumes ``run``'s training from its stored mid-training checkpoint
     (default: a fixture run on bert-tiny it trains itself); ``rollback`` is the rollback drill
     on every release name; ``dependency-upgrade`` rechecks the newest version of every release
-    name under the next onnxruntime (or ``onnxruntime_version``). Each row carries its
-    ``seconds``. Without any published release, the release drills give one failed row.
+    name under the next onnxruntime (or ``onnxruntime_version``). ``restore_spec`` holds
+    :class:`~ordinal.release.checkpoint_drill.RestoreSpec` fields (tolerances, fixture size).
+    Each row carries its ``seconds``. Without any published release, the release drills give
+    one failed row.
     """
     unknown = [d for d in drills if d not in DRILLS]
     if unknown:
@@ -362,14 +365,16 @@ def run_drills(
 
     if "checkpoint-restore" in drills:
         from ordinal.release.checkpoint_drill import (
+            RestoreSpec,
             rehearse_checkpoint_restore,
             rehearse_run_checkpoint_restore,
         )
 
+        spec = RestoreSpec(**(restore_spec or {}))
         if run:
-            timed("checkpoint-restore", lambda: rehearse_run_checkpoint_restore(run))
+            timed("checkpoint-restore", lambda: rehearse_run_checkpoint_restore(run, spec=spec))
         else:
-            timed("checkpoint-restore", rehearse_checkpoint_restore)
+            timed("checkpoint-restore", lambda: rehearse_checkpoint_restore(spec=spec))
     release_drills = [d for d in drills if d != "checkpoint-restore"]
     if not release_drills:
         return results
@@ -436,6 +441,7 @@ def quarterly_resilience(
     run: str = "",
     onnxruntime_version: str = "",
     wheel_cache: str = "",
+    restore_spec: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The quarterly resilience rehearsal: checkpoint restore, model rollback, dependency
     upgrade (:func:`run_drills`). One pass/fail report (JSON + HTML, linked from the flow
@@ -452,6 +458,7 @@ def quarterly_resilience(
         run=run,
         onnxruntime_version=onnxruntime_version,
         wheel_cache=wheel_cache,
+        restore_spec=restore_spec,
     )
     failed = [k for k, v in results.items() if not v["passed"]]
     summary = {

@@ -147,11 +147,14 @@ def published(tmp_path, monkeypatch, versions, fingerprint_of):
 def test_quarterly_resilience_writes_one_report(published, tmp_path):
     from pipelines.release.flows import quarterly_resilience
 
-    result = quarterly_resilience(report_dir=str(tmp_path / "reports"))
+    # A smaller fixture run than the default keeps the test short; its spec is flow data.
+    small = {"fixture_steps": 4, "fixture_save_steps": 2, "fixture_records": 40}
+    result = quarterly_resilience(report_dir=str(tmp_path / "reports"), restore_spec=small)
     rows = result["results"]
     assert list(rows) == ["checkpoint-restore", "rollback demo", "dependency-upgrade demo"]
     assert result["summary"]["verdict"] == "pass"
     assert rows["rollback demo"]["version"] == "1.0.0"
+    assert rows["checkpoint-restore"]["stages"]["select"]["checkpoint_step"] == 2
     assert all(row["seconds"] > 0 for row in rows.values())
     data = json.loads(Path(result["reports"][0]).read_text())
     assert data["summary"]["verdict"] == "pass" and set(data["results"]) == set(rows)
