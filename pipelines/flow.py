@@ -527,6 +527,13 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
         vm_metrics: dict[str, float] = {}
         if vms is not None:
             vm_metrics = _log_vms(tracking, vms, logger)
+            if status == "completed":  # every VM destroyed: its cost is known
+                checks = _check_cost(vms, records["train"], plan["train"], logger)
+                summary.provisioning["cost_checks"] = checks
+                vm_metrics |= {
+                    f"cost_per_1k_samples_{c['instance_type']}_{c['market']}": c["cost_per_1k"]
+                    for c in checks
+                }
         try:  # the review record must not hide the step's own error
             files = write_index(summary)
             end_pipeline_run(
@@ -579,6 +586,32 @@ def _provisioning_alert(summary: str, context: dict[str, str]) -> None:
         send_alert(load_config(None), Alert("provision-fallback", summary, context, "warning"))
     except Exception as exc:  # alerting must not fail the run it reports on
         log.warning("could not send the provisioning alert: %s", exc)
+
+
+def _check_cost(
+    vms: PipelineVms, train: StepRecord, spec: StepParams, logger: Any
+) -> list[dict[str, Any]]:
+    """Cost per 1,000 training samples per class against its rolling baseline
+    (:mod:`pipelines.provision.cost`); alerts through the stack's channels on the stack."""
+    from pipelines.provision.cost import check_run_cost
+
+    samples = int(train.metrics.get("global_step", 0)) * int(getattr(spec, "batch_size", 0))
+    if samples <= 0:
+        return []
+    alert = None
+    try:
+        if os.environ.get("ORDINAL_S3_ENDPOINT_URL"):  # set by `ordinal run --stack`
+            from pipelines.stack.config import load_config
+
+            alert = load_config(None)
+        from ordinal.artifacts import open_storage
+
+        store = open_storage(getattr(spec, "storage", "") or None)  # the history's root
+        checks = check_run_cost(vms.records, samples, store, run_id=vms.run_id, alert=alert)
+    except Exception as exc:  # the cost check must not fail a run that completed
+        logger.warning("could not check the run's cost against its baseline: %s", exc)
+        return []
+    return [c.as_dict() for c in checks]
 
 
 def _log_vms(tracking: Tracking, vms: PipelineVms, logger: Any) -> dict[str, float]:

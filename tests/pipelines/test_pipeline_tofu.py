@@ -73,6 +73,9 @@ def _records(summary):
     return [VmRecord(**v) for v in summary["vms"]]
 
 
+# Three VM lifecycles (apply ~40 s, destroy ~45 s each on a loaded 2-core machine) plus the
+# real steps: 8-13 minutes there, more than the suite's default per-test timeout.
+@pytest.mark.timeout(1800)
 def test_tofu_run_resumes_training_after_a_spot_interruption(
     home, cloud, platform_file, monkeypatch
 ):
@@ -110,6 +113,12 @@ def test_tofu_run_resumes_training_after_a_spot_interruption(
             abs=1e-6,  # recorded to the micro-dollar
         )
         assert vm.cost_usd > 0
+    # Cost per 1,000 training samples per class and market (pipelines.provision.cost): the
+    # two GPU VMs count together; a first run has no baseline yet.
+    checks = {c["instance_type"]: c for c in summary["provisioning"]["cost_checks"]}
+    assert checks["g4dn.xlarge"]["vms"] == 2 and checks["c6i.xlarge"]["vms"] == 1
+    assert checks["g4dn.xlarge"]["cost_usd"] == pytest.approx(vms[0].cost_usd + vms[1].cost_usd)
+    assert {c["status"] for c in checks.values()} == {"no-baseline"}
     steps = {s["step"]: s for s in summary["steps"]}
     assert vms[1].instance_id in steps["train"]["where"]
     assert all(vms[2].instance_id in steps[s]["where"] for s in ("export", "parity", "quantize"))
@@ -165,6 +174,7 @@ def test_tofu_run_resumes_training_after_a_spot_interruption(
         assert resumed[key] == pytest.approx(reference[key], abs=atol), key
 
 
+@pytest.mark.timeout(1200)
 def test_tofu_run_with_a_failing_step_tears_down(home, cloud, platform_file, tmp_path, monkeypatch):
     """Train fails on the GPU VM (a stand-in notebook raises): the VM is destroyed, no CPU VM
     is applied, nothing leaks. The first spot request meets a capacity error: the fallback
