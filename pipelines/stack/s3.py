@@ -131,7 +131,7 @@ def fingerprint(variables: dict[str, Any]) -> str:
             rel = path.relative_to(base)
             if not path.is_file() or any(p.startswith(".terraform") for p in rel.parts):
                 continue
-            if "tests" in rel.parts:  # terraform test files change no resource
+            if "tests" in rel.parts or path.suffix == ".md":  # they change no resource
                 continue
             digest.update(f"{folder}/{rel.as_posix()}\0".encode())
             digest.update(path.read_bytes())
