@@ -20,6 +20,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +66,15 @@ class UpgradeSpec(BaseModel):
     timeout_s: float = Field(600.0, gt=0, description="Per pip or child-process call")
 
 
-def _run(argv: list[str], what: str, timeout: float) -> str:
+def _run(argv: list[str], what: str, timeout: float, env_drop: Sequence[str] = ()) -> str:
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, check=False, env=_pip_env()
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=_pip_env(env_drop),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UpgradeRehearsalError(f"{what}: {type(exc).__name__}: {exc}") from exc
@@ -78,23 +84,29 @@ def _run(argv: list[str], what: str, timeout: float) -> str:
     return done.stdout
 
 
-def _pip_env() -> dict[str, str]:
+def _pip_env(env_drop: Sequence[str] = ()) -> dict[str, str]:
     env = dict(os.environ)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env.pop("PYTHONPATH", None)
+    for name in ("PYTHONPATH", *env_drop):
+        env.pop(name, None)
     return env
 
 
-def offered_versions(package: str = "onnxruntime", *, timeout: float = 120.0) -> list[str]:
+def offered_versions(
+    package: str = "onnxruntime", *, timeout: float = 120.0, env_drop: Sequence[str] = ()
+) -> list[str]:
     """Versions of ``package`` the package index offers to this interpreter, newest first.
 
     Uses ``pip index versions`` (the index pip is configured with), so only releases with a
-    wheel for this Python and platform are listed.
+    wheel for this Python and platform are listed. ``env_drop`` names environment variables
+    pip must not see (e.g. a ``REQUESTS_CA_BUNDLE`` meant for other servers, which would
+    override pip's own certificate setting).
     """
     out = _run(
         [sys.executable, "-m", "pip", "index", "versions", package],
         f"pip index versions {package}",
         timeout,
+        env_drop,
     )
     match = _AVAILABLE.search(out)
     if not match:
@@ -134,6 +146,7 @@ def build_overlay_venv(
     *,
     wheel_cache: str | os.PathLike[str],
     timeout: float = 600.0,
+    env_drop: Sequence[str] = (),
 ) -> Path:
     """A throwaway venv with only ``package==version`` installed; return its ``python``.
 
@@ -153,6 +166,7 @@ def build_overlay_venv(
              "-d", str(cache), requirement],
             f"pip download {requirement}",
             timeout,
+            env_drop,
         )  # fmt: skip
     if venv.exists():
         shutil.rmtree(venv)
@@ -163,6 +177,7 @@ def build_overlay_venv(
          str(cache), "--target", str(target), "--no-compile", requirement],
         f"pip install {requirement} into {venv}",
         timeout,
+        env_drop,
     )  # fmt: skip
     shared = [p for p in site.getsitepackages() if Path(p).is_dir()]
     lines = [f"import site; site.addsitedir({p!r})" for p in shared]
@@ -213,6 +228,7 @@ def dependency_upgrade_drill(
     wheel_cache: str | os.PathLike[str] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
     offered: list[str] | None = None,
+    env_drop: Sequence[str] = (),
 ) -> DrillReport:
     """Recheck a bundle's parity under the next ``onnxruntime`` release; report the drift.
 
@@ -231,6 +247,8 @@ def dependency_upgrade_drill(
         Where the venv and outputs go (default a temporary folder, removed afterwards).
     offered : list of str, optional
         The index's versions, when already known (default: ask ``pip index versions``).
+    env_drop : sequence of str, optional
+        Environment variables the ``pip`` calls must not see (see :func:`offered_versions`).
 
     Returns
     -------
@@ -248,7 +266,8 @@ def dependency_upgrade_drill(
     )
     if version is None:
         try:
-            offered = offered if offered is not None else offered_versions(spec.package)
+            if offered is None:
+                offered = offered_versions(spec.package, env_drop=env_drop)
         except UpgradeRehearsalError as exc:
             report.stages["select"] = {"passed": False, "detail": str(exc)}
             return report
@@ -290,7 +309,12 @@ def dependency_upgrade_drill(
         started = time.perf_counter()
         try:
             python = build_overlay_venv(
-                root / "venv", spec.package, version, wheel_cache=cache, timeout=spec.timeout_s
+                root / "venv",
+                spec.package,
+                version,
+                wheel_cache=cache,
+                timeout=spec.timeout_s,
+                env_drop=env_drop,
             )
         except UpgradeRehearsalError as exc:
             report.stages["venv"] = {"passed": False, "detail": str(exc)}

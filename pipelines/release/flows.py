@@ -165,6 +165,17 @@ def _use_stack(stack_root: str, trust: list[str] | None) -> list[str] | None:
     return [*(trust or []), *keys]
 
 
+def _stack_ca_variables(stack_root: str) -> tuple[str, ...]:
+    """CA-bundle variables that point at the stack's own CA (set for the Prefect and MLflow
+    clients): pip must not see them, or they replace its certificate for the package index."""
+    if not stack_root:
+        return ()
+    from pipelines.stack.config import load_config
+
+    ca = str(load_config(Path(stack_root)).ca_cert)
+    return tuple(v for v in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(v) == ca)
+
+
 def _report_stem(prefix: str, when: dt.datetime) -> str:
     """``{prefix}-{UTC time}-{flow run id[:8]}``: two runs in one second keep both reports."""
     from prefect.runtime import flow_run
@@ -341,6 +352,7 @@ def run_drills(
     onnxruntime_version: str = "",
     wheel_cache: str = "",
     restore_spec: dict[str, Any] | None = None,
+    pip_env_drop: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run the chosen rehearsals; return ``{row label: drill report dict}`` in run order.
 
@@ -348,7 +360,8 @@ def run_drills(
     (default: a fixture run on bert-tiny it trains itself); ``rollback`` is the rollback drill
     on every release name; ``dependency-upgrade`` rechecks the newest version of every release
     name under the next onnxruntime (or ``onnxruntime_version``). ``restore_spec`` holds
-    :class:`~ordinal.release.checkpoint_drill.RestoreSpec` fields (tolerances, fixture size).
+    :class:`~ordinal.release.checkpoint_drill.RestoreSpec` fields (tolerances, fixture size);
+    ``pip_env_drop`` environment variables the rehearsal's ``pip`` calls must not see.
     Each row carries its ``seconds``. Without any published release, the release drills give
     one failed row.
     """
@@ -392,12 +405,16 @@ def run_drills(
         for name in release_names:
             timed(
                 f"dependency-upgrade {name}",
-                lambda n=name: _upgrade_newest(registry, n, onnxruntime_version, wheel_cache),
+                lambda n=name: _upgrade_newest(
+                    registry, n, onnxruntime_version, wheel_cache, pip_env_drop
+                ),
             )
     return results
 
 
-def _upgrade_newest(registry: Any, name: str, version: str, wheel_cache: str) -> Any:
+def _upgrade_newest(
+    registry: Any, name: str, version: str, wheel_cache: str, env_drop: tuple[str, ...]
+) -> Any:
     """Fetch (and verify) the newest version of ``name``, then rehearse the upgrade on it."""
     import shutil
     import tempfile
@@ -424,6 +441,7 @@ def _upgrade_newest(registry: Any, name: str, version: str, wheel_cache: str) ->
             version=version or None,
             wheel_cache=wheel_cache or None,
             work_dir=work / "rehearsal",
+            env_drop=env_drop,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -459,6 +477,7 @@ def quarterly_resilience(
         onnxruntime_version=onnxruntime_version,
         wheel_cache=wheel_cache,
         restore_spec=restore_spec,
+        pip_env_drop=_stack_ca_variables(stack_root),
     )
     failed = [k for k, v in results.items() if not v["passed"]]
     summary = {

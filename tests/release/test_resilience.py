@@ -104,6 +104,24 @@ def test_newer_release_and_the_index():
     assert onnxruntime.__version__ in offered and CANDIDATE in offered
 
 
+def test_a_ca_bundle_meant_for_other_servers_is_kept_from_pip(monkeypatch, tmp_path):
+    """On the stack, REQUESTS_CA_BUNDLE is the stack's own CA (for Prefect and MLflow); pip
+    would verify the package index against it and fail (the stack test runs into exactly
+    that). Dropped for pip, the index answers with its remote releases."""
+    from ordinal.release.upgrade_drill import _pip_env
+    from pipelines.stack import ca
+    from pipelines.stack.config import load_config
+
+    config = load_config(tmp_path / "stack")
+    ca.ensure_ca(config)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(config.ca_cert))
+    monkeypatch.delenv("PIP_CERT", raising=False)  # as in a stack worker's environment
+    assert "REQUESTS_CA_BUNDLE" not in _pip_env(["REQUESTS_CA_BUNDLE"])
+    assert _pip_env()["REQUESTS_CA_BUNDLE"] == str(config.ca_cert)
+    offered = offered_versions("onnxruntime", env_drop=["REQUESTS_CA_BUNDLE"])
+    assert onnxruntime.__version__ in offered and CANDIDATE in offered
+
+
 def test_dependency_upgrade_rehearsal_in_a_throwaway_venv(built_bundle, wheel_cache, tmp_path):
     report = dependency_upgrade_drill(
         built_bundle, version=CANDIDATE, wheel_cache=wheel_cache, work_dir=tmp_path

@@ -112,12 +112,26 @@ def test_up_deploys_release_schedules_and_nightly_runs(
         "storage": f"s3://{s3.RELEASES_BUCKET}/empty",
         "report_dir": str(other / "reports"),
     }
+    # And the quarterly deployment, with two of its rehearsals (the rollback drill needs four
+    # published versions; tests/release covers it): a small checkpoint-restore fixture run on
+    # the stack's worker, and the dependency-upgrade rehearsal of demo 1.0.0 fetched from S3.
+    quarterly = {
+        "drills": ["checkpoint-restore", "dependency-upgrade"],
+        "restore_spec": {"fixture_steps": 4, "fixture_save_steps": 2, "fixture_records": 40},
+    }
     try:
-        (deployed, deployed_msg), (failed, failed_msg) = _run_together(
-            stack_config, [(NIGHTLY, {}), (NIGHTLY, empty)]
+        runs = _run_together(
+            stack_config, [(NIGHTLY, {}), (NIGHTLY, empty), (QUARTERLY, quarterly)]
         )
+        (deployed, deployed_msg), (failed, failed_msg), (rehearsed, rehearsed_msg) = runs
     finally:
         os.remove(trusted / "test-release.pub")
+    (resilience,) = report_dir.glob("resilience-*.json")
+    rows = json.loads(resilience.read_text())["results"]
+    assert rehearsed == "COMPLETED", (rehearsed_msg, rows)
+    assert list(rows) == ["checkpoint-restore", "dependency-upgrade demo"]
+    assert all(row["passed"] for row in rows.values()), rows
+    assert (report_dir / resilience.name.replace(".json", ".html")).is_file()
     assert deployed == "COMPLETED", deployed_msg
     (new,) = set(report_dir.glob("nightly-parity-*.json")) - before
     results = json.loads(new.read_text())
