@@ -202,3 +202,28 @@ def test_a_changed_input_would_apply(stack_config, outputs) -> None:
     """The fingerprint in the state follows the inputs (applying it here would cost a minute)."""
     changed = {**s3.storage_variables(stack_config), "backup_retention_days": 30}
     assert s3.fingerprint(changed) != outputs["fingerprint"]
+
+
+def test_buckets_without_state_are_not_adopted(tmp_path) -> None:
+    """Buckets an older ``stack up`` made (no state names them) stop the apply, clearly.
+
+    A moto_server of its own on loopback, configured as the stack's external endpoint; the
+    error comes before any terraform runs, through the background path as well.
+    """
+    from pipelines.provision.emulation.moto import MotoServer
+    from pipelines.stack.config import load_config
+    from pipelines.stack.credentials import ensure_secrets
+    from pipelines.stack.errors import StackError
+
+    with MotoServer(log_path=tmp_path / "moto.log") as moto:
+        config = load_config(tmp_path / "stack").model_copy(update={"s3_endpoint": moto.url})
+        config.save()
+        ensure_secrets(config)
+        s3.client(config).create_bucket(Bucket=s3.BACKUP_BUCKET)
+        with pytest.raises(StackError, match="no Terraform state") as caught:
+            s3.ensure_buckets(config)
+        assert s3.BACKUP_BUCKET in str(caught.value)
+        s3.start(config, background=True)
+        with pytest.raises(StackError, match="no Terraform state"):
+            s3.wait_storage(config)
+        assert not (config.root / "tofu-storage" / "tofu").exists()  # nothing was applied
