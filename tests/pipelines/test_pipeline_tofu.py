@@ -170,7 +170,9 @@ def test_tofu_run_resumes_training_after_a_spot_interruption(
     reference = execute_step("train", baseline).metrics
     resumed = steps["train"]["metrics"]
     atol = SpotSpec().resume_metrics_atol
-    for key in ("eval_mae", "eval_qwk", "eval_accuracy", "eval_loss"):
+    # The trained cutpoints and the continuous losses, not only the rounded label metrics.
+    compared = ("eval_loss", "eval_rps", "eval_mae", "eval_qwk", "eval_accuracy")
+    for key in (*compared, *(k for k in reference if k.startswith("cutpoint_"))):
         assert resumed[key] == pytest.approx(reference[key], abs=atol), key
 
 
