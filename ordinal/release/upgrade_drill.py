@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field
 
 from ordinal.export.parity import ParitySpec
@@ -113,34 +114,31 @@ def offered_versions(
     return [v.strip() for v in match.group(1).split(",") if v.strip()]
 
 
-_FINAL_RELEASE = re.compile(r"^\d+(\.\d+)*$")
-
-
-def _release_key(text: str) -> tuple[int, ...]:
-    # Only final releases (N.N.N) are candidates, so a tuple of ints orders them as PEP 440
-    # does; ``packaging`` is not a declared dependency of the library.
-    parts = [int(p) for p in text.split(".")]
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
 def newer_release(installed: str, offered: list[str]) -> str | None:
-    """The newest offered final release above ``installed``, or None.
+    """The newest offered final release above ``installed`` (PEP 440 order), or None.
 
-    Pre-releases, development releases and anything that is not ``N.N.N`` are ignored.
+    Pre-releases, development releases and anything that is not a valid version are ignored.
 
     >>> newer_release("1.31.1", ["1.32.0", "1.31.1", "1.33.0rc1", "junk"])
     '1.32.0'
     >>> newer_release("1.32.0", ["1.32.0", "1.31.1"]) is None
     True
+    >>> newer_release("1.32.0+cpu", ["1.32.0", "1.32.1"])
+    '1.32.1'
     """
-    leading = re.match(r"\d+(\.\d+)*", installed)
-    if leading is None:
-        raise ValueError(f"installed version {installed!r} does not start with N.N.N")
-    current = _release_key(leading.group())  # 1.33.0rc1 or 1.33.0+cpu count as 1.33.0
-    candidates = [v for v in offered if _FINAL_RELEASE.match(v) and _release_key(v) > current]
-    return max(candidates, key=_release_key) if candidates else None
+    try:
+        current = Version(Version(installed).base_version)  # 1.33.0rc1, 1.33.0+cpu: 1.33.0
+    except InvalidVersion:
+        raise ValueError(f"installed version {installed!r} is not a valid version") from None
+    candidates: list[Version] = []
+    for text in offered:
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            continue
+        if not (version.is_prerelease or version.is_devrelease) and version > current:
+            candidates.append(version)
+    return str(max(candidates)) if candidates else None
 
 
 def _site_packages(venv: Path) -> Path:
