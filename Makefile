@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# checkov (policy as code) conflicts with the boto3 Prefect and MLflow want: its own venv.
+CHECKOV_VENV := .ordinal/checkov-venv
 
 # Nothing is downloaded from a model hub at run time; no telemetry, no writes to $HOME.
 export HF_HUB_OFFLINE := 1
@@ -59,7 +61,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 --doctest-modules ordinal pipelines tests
 	$(BIN)/coverage report --include='ordinal/*' --fail-under=85
 	$(BIN)/coverage report --include='pipelines/*' --fail-under=85
@@ -84,7 +86,6 @@ bench: $(STAMP)
 # Policy as code for tofu/: fmt, validate, terraform test, checkov on the plans (checkov lives
 # in a venv of its own: its pins conflict with the boto3 that prefect and mlflow need), IAM
 # allow/deny tables. See docs/infrastructure.md.
-CHECKOV_VENV := .ordinal/checkov-venv
 $(CHECKOV_VENV)/bin/checkov:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==3.3.30"

@@ -19,6 +19,7 @@ RUNBOOKS = {
     "certificate": "runbook-certificate-renewal-failed",
     "release-parity": "runbook-release-parity-drift",
     "release-drill": "runbook-release-drill-failed",
+    "cost": "runbook-cost-per-sample-deviates",
 }
 
 
