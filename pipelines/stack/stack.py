@@ -95,7 +95,9 @@ def _up(config: StackConfig, *, with_workers: bool, deploy: bool) -> dict[str, f
     ca.ensure_ca(config)
     steps = [
         ("postgres", lambda: (postgres.start(config), postgres.ensure_databases(config))),
-        ("s3", lambda: s3.start(config)),
+        # The buckets come from the storage module: its apply (a minute or two on a fresh
+        # S3, nothing when its state is current) runs while the other services start.
+        ("s3", lambda: s3.start(config, background=True)),
         # Prefect and MLflow only need PostgreSQL and S3: start both, then wait for both.
         ("prefect+mlflow", lambda: _start_side_by_side(config)),
         ("proxy", lambda: proxy.start(config)),
@@ -105,10 +107,15 @@ def _up(config: StackConfig, *, with_workers: bool, deploy: bool) -> dict[str, f
         steps.append(("workers", lambda: workers.start_all(config)))
     if with_workers and deploy:
         steps.append(("deployments", lambda: _deploy(config)))
-    for name, step in steps:
-        started = time.monotonic()
-        step()
-        timings[name] = time.monotonic() - started
+    steps.append(("s3-storage", lambda: s3.wait_storage(config)))
+    try:
+        for name, step in steps:
+            started = time.monotonic()
+            step()
+            timings[name] = time.monotonic() - started
+    finally:  # a failed step must not leave the apply running unseen
+        with contextlib.suppress(Exception):
+            s3.wait_storage(config)
     return timings
 
 
