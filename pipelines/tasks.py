@@ -202,7 +202,8 @@ def run_notebook(
         _quietly("Prefect artifact", _publish, step, run_name, _markdown(None, step, exc))
         raise
     if tracking is not None:
-        result.tracked_under = tracking.parent_run_id
+        # The attempt, not only the parent run: a resumed run continues the same parent.
+        result.tracked_under = tracking.attempt_id
         result.mlflow_run_id = _quietly(
             "MLflow",
             log_step,
@@ -267,11 +268,12 @@ def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
     pipeline run that executed it. This logs the same record (parameters, metrics, notebook,
     HTML, reports) under ``tracking``'s parent run, tagged ``ordinal.cached_from`` with the
     original run, so every pipeline run in MLflow lists all its steps. Returns whether the
-    result came from the cache, known from the parent run it was executed under (False when
-    there is no tracking).
+    result came from the cache, known from the attempt it was executed in (False when there
+    is no tracking). A resumed run continues its earlier attempt's parent run, where the
+    nested run of a step that attempt executed only gets ``ordinal.cached_by_attempt``.
     """
-    if tracking is None or result.tracked_under == tracking.parent_run_id:
-        return False  # executed in this pipeline run
+    if tracking is None or result.tracked_under == tracking.attempt_id:
+        return False  # executed in this attempt of the pipeline run
     tags = {"ordinal.cache_key": result.cache_key}
     if result.mlflow_run_id is not None:  # None: the executing run could not record it
         tags["ordinal.cached_from"] = result.mlflow_run_id
@@ -281,7 +283,7 @@ def record_cached_step(result: StepResult, tracking: Tracking | None) -> bool:
     )  # fmt: skip
     if logged is not None:
         result.mlflow_run_id = logged
-    result.tracked_under = tracking.parent_run_id
+    result.tracked_under = tracking.attempt_id
     return True
 
 
