@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-#: Written by ``train_ordinal_model`` beside the checkpoints: the run's non-resumable settings.
+#: Written by ``train_ordinal_model`` beside the checkpoints: the run's non-resumable settings
+#: (``ordinal.training.TRAIN_SPEC_FILE``; not imported here, which would load torch with the
+#: release package; a test keeps the two equal).
 SPEC_FILE = "train_spec.json"
 WEIGHTS_FILE = "model.safetensors"
 

@@ -12,10 +12,16 @@ from ordinal.training.callbacks import (
 )
 from ordinal.training.checkpoints import is_complete_checkpoint, latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
-from ordinal.training.fit import TrainResult, train_ordinal_model, training_arguments
+from ordinal.training.fit import (
+    TRAIN_SPEC_FILE,
+    TrainResult,
+    train_ordinal_model,
+    training_arguments,
+)
 from ordinal.training.spot import SpotInterruptionCallback, SpotSpec, read_interruptions
 
 __all__ = [
+    "TRAIN_SPEC_FILE",
     "DegenerateLabelsWarning",
     "ImageOrdinalDataset",
     "OrdinalRegressionTrainer",

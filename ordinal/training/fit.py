@@ -85,7 +85,9 @@ _RESUMABLE_CHANGES = {
     "checkpoint_interval_seconds", "logging_steps", "save_steps", "save_total_limit",
     "eval_each_epoch", "eval_batch_size", "progress_interval_seconds",
 }  # fmt: skip
+#: Written beside the checkpoints: the settings a resume must keep (``TRAIN_SPEC_FILE``).
 SPEC_FILE = "train_spec.json"
+TRAIN_SPEC_FILE = SPEC_FILE
 
 
 def _spec_fingerprint(spec: TrainSpec) -> dict[str, Any]:

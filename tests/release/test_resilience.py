@@ -270,3 +270,10 @@ def test_checkpoint_restore_of_a_pipeline_run(tmp_path, monkeypatch):
     assert report.stages["select"]["checkpoint_step"] == 4
     assert report.stages["resume"]["global_step"] == 8
     assert "eval_qwk" in report.stages["metrics"]["differences"]
+
+
+def test_the_drill_reads_the_file_training_writes():
+    from ordinal.release import checkpoint_drill
+    from ordinal.training import TRAIN_SPEC_FILE
+
+    assert checkpoint_drill.SPEC_FILE == TRAIN_SPEC_FILE
