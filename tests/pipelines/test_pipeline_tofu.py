@@ -12,6 +12,7 @@ teardown are real.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -23,7 +24,7 @@ from pipelines.provision.emulation.cloud import EmulatedCloud
 from pipelines.provision.leaks import find_leaks
 from pipelines.provision.prices import load_prices
 from pipelines.provision.vms import write_platform
-from pipelines.steps import NOTEBOOK_DIR_ENV
+from pipelines.steps import NOTEBOOK_DIR, NOTEBOOK_DIR_ENV, STEPS
 from tests.pipelines.helpers import (
     ORDINAL,
     mlflow_runs,
@@ -77,18 +78,27 @@ def _records(summary):
 # real steps: 8-13 minutes there, more than the suite's default per-test timeout.
 @pytest.mark.timeout(1800)
 def test_tofu_run_resumes_training_after_a_spot_interruption(
-    home, cloud, platform_file, monkeypatch
+    home, cloud, platform_file, monkeypatch, tmp_path
 ):
     """GPU VM (train) interrupted by the two-minute warning mid-training, a fresh GPU VM
     resumes from the checkpoint saved after the notice, then the CPU VM runs export, parity
     and quantize; every VM destroyed before the next apply; nothing leaks; the final metrics
-    equal an uninterrupted training with the same seed."""
+    equal an uninterrupted training with the same seed.
+
+    Steps 01-04 are the real notebooks (real data, real training, the real callback); export,
+    parity and quantize are stand-ins here (the CPU VM's lifecycle is what this test is
+    about; the real ones run on the local provisioner in test_pipeline_end_to_end), which
+    keeps three VM lifecycles inside the suite's budget."""
+    notebooks = write_toy_notebooks(tmp_path / "notebooks")
+    for step in ("ingest", "preprocess", "calibrate", "train"):
+        shutil.copy2(NOTEBOOK_DIR / STEPS[step].notebook, notebooks / STEPS[step].notebook)
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(notebooks))  # the VMs' workers inherit it
     monkeypatch.setenv("ORDINAL_SPOT_POLL_SECONDS", "0.5")  # the VMs inherit it
     cloud.metadata.interrupt_after(polls=3)  # ~1 s into the first training
     done = ordinal_run(
         "--run-id", "tofu-spot", "--provisioner", "tofu", "--model", "bert-tiny",
         "--max-steps", str(MAX_STEPS), "--set", "non_production=true",
-        "--set", "parity_samples=200", "--set", f"tofu_platform={platform_file}",
+        "--set", f"tofu_platform={platform_file}",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     run_dir = home / "runs" / "tofu-spot"
