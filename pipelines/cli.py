@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -214,14 +216,43 @@ def run(
         failure = exc
         summary_path = PipelineParams.run_dir(params) / "summary.json"
         if not summary_path.is_file():
-            raise
+            if not _disk_full(exc):
+                raise
+            _print_disk_full(PipelineParams.run_dir(params), params.run_id, exc)
+            with contextlib.suppress(OSError):
+                ownership.release()
+            raise typer.Exit(1) from None
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     ownership.release()
     console.print(_summary_table(summary))
     print(f"compute:      {summary['compute']}")
     _print_where(summary)
     if failure is not None:
+        if _disk_full(failure):
+            _print_disk_full(PipelineParams.run_dir(params), params.run_id, failure)
+            raise typer.Exit(1)
         console.print(
             f"[bold red]run failed:[/] {type(failure).__name__}: {failure}", soft_wrap=True
         )
         raise typer.Exit(1)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it, also inside a notebook) is a full disk (ENOSPC)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(seen):  # a kernel's error, as text
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _print_disk_full(run_dir: Path, run_id: str, exc: BaseException) -> None:
+    console.print(f"[bold red]run failed:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+    console.print(
+        f"[bold red]the disk holding {run_dir} is full.[/] Finished steps are kept; free "
+        f"space there and resume with `ordinal run --run-id {run_id}` (same options).",
+        soft_wrap=True,
+    )

@@ -114,7 +114,12 @@ def _write_result(result: StepResult | None, step: str, run_dir: Path, error: An
             )
     path = run_dir / step / RESULT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp = path.with_name(f".{RESULT_FILE}.tmp")
+    try:  # atomic: a full disk leaves the previous file or none, never half of one
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_step_result(run_dir: Path, step: str) -> StepResult:
@@ -192,7 +197,12 @@ def run_notebook(
     except (StepLeaseHeldError, LeaseLostError):
         raise  # the folder is another execution's: write nothing into it
     except PipelineError as exc:
-        _write_result(None, step, run_dir, exc)  # first: the control side needs it
+        try:
+            _write_result(None, step, run_dir, exc)  # first: the control side needs it
+        except OSError as write_error:  # e.g. the disk that failed the step is still full:
+            log.warning(  # the step's own error must not be replaced by this one
+                "could not record step %s's failure in %s: %s", step, run_dir, write_error
+            )
         if tracking is not None:
             files = [p for p in (getattr(exc, "notebook", None), getattr(exc, "html", None)) if p]
             files += step_reports(run_dir, step)  # e.g. a failed gate's report

@@ -61,6 +61,7 @@ def _full_disk(step, home, notebooks, reference, tmp_path):
     folder = home / "runs" / result.run_id / step
     assert f"step {step!r} failed" in text and "No space left on device" in text, text[-3000:]
     assert str(folder) in text, text[-3000:]
+    assert "is full." in text and f"ordinal run --run-id {result.run_id}" in text, text[-3000:]
     after = result.detail["after_fault"]
     assert after["broken"] == [], after  # no manifest without its files
     assert step not in after["published"], after

@@ -113,6 +113,10 @@ class CutProxy:
         """Cut every connection and refuse new ones."""
         self.cut.set()
         with contextlib.suppress(OSError):
+            # shutdown first: close() alone does not wake the thread blocked in accept(),
+            # which would go on accepting after the cut
+            self.listener.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
             self.listener.close()
         for s in list(self._socks):
             try:
