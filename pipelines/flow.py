@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from pipelines.tasks import record_cached_step, step_task
 from pipelines.tracking import (
     Tracking,
     end_pipeline_run,
+    log_parent_params,
     redact,
     run_url,
     start_pipeline_run,
@@ -464,26 +466,33 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                         _record(record, result)
             except BaseException as exc:
                 # tofu: a compute step's failure is that step's (already recorded), not the
-                # provisioning's; an apply that failed is the provisioning's.
-                if not (tofu and any(records[s].status == "failed" for s in _COMPUTE)):
+                # provisioning's; an apply or destroy that failed is the provisioning's.
+                stepped = f"{type(exc).__name__}: {exc}"
+                if not (tofu and any(records[s].error == stepped for s in _COMPUTE)):
                     _fail(record, exc, t0, run_dir)
                 raise
             logger.info("step %s: %s in %.1f s", name, record.status, record.seconds)
         status = "completed"
     finally:
         t0 = time.perf_counter()
+        teardown_error: Exception | None = None
         try:
             teardown = (
                 vms.teardown()
                 if vms is not None
                 else (provisioner.teardown() if provisioner is not None else {"started": "nothing"})
             )
-            if held is None:  # this flow took the lease, so it gives it back
-                ownership.release()
             records["teardown"].status = "completed"
         except Exception as exc:  # report it, but never hide the step failure behind it
             records["teardown"].status, records["teardown"].error = "failed", str(exc)
             teardown = {"error": str(exc)}
+            # Something may still be running (and billing): the run did not complete.
+            teardown_error, status = exc, "failed"
+        if held is None:  # this flow took the lease, so it gives it back
+            try:
+                ownership.release()
+            except Exception as exc:
+                logger.warning("could not release the run's owner lease: %s", exc)
         records["teardown"].seconds = time.perf_counter() - t0
         records["teardown"].where = (
             target.description if target else vms.description if vms else "control"
@@ -527,7 +536,9 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
         vm_metrics: dict[str, float] = {}
         if vms is not None:
             vm_metrics = _log_vms(tracking, vms, logger)
-            if status == "completed":  # every VM destroyed: its cost is known
+            # Every VM destroyed: its cost is known. A cached train step trained nothing on
+            # its VM, so that run says nothing about the cost per sample (nor its baseline).
+            if status == "completed" and records["train"].status == "completed":
                 checks = _check_cost(vms, records["train"], plan["train"], logger)
                 summary.provisioning["cost_checks"] = checks
                 vm_metrics |= {
@@ -547,6 +558,12 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
         except Exception as exc:
             logger.warning("could not write the run's review record: %s", exc)
         logger.info("run %s %s; review it at %s", params.run_id, status, summary.index)
+        if teardown_error is not None and sys.exc_info()[0] is None:
+            # Raised only when no step error is on its way out (that one is the run's error).
+            raise PipelineError(
+                f"teardown failed: {teardown_error}; see `ordinal infra leaks` and the run's "
+                f"provision/ folder in {run_dir}"
+            ) from teardown_error
     return summary.to_dict()
 
 
@@ -618,12 +635,7 @@ def _log_vms(tracking: Tracking, vms: PipelineVms, logger: Any) -> dict[str, flo
     """VM parameters on the parent MLflow run; returns the VM metrics to log with it."""
     params, metrics = vms.mlflow_records()
     try:
-        from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(tracking_uri=tracking.tracking_uri).log_batch(
-            tracking.parent_run_id, params=[Param(k, v[:6000]) for k, v in sorted(params.items())]
-        )
+        log_parent_params(tracking, {k: v[:6000] for k, v in params.items()})
     except Exception as exc:
         logger.warning("could not record the VMs in MLflow: %s", exc)
     return metrics

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Tracking",
     "end_pipeline_run",
+    "log_parent_params",
     "log_step",
     "redact",
     "run_url",
@@ -165,6 +166,14 @@ def _log_params(client: Any, run_id: str, logged: dict[str, str], params: dict[s
         client.log_batch(run_id, params=new[start : start + 90])
     if changed:
         _set_tags(client, run_id, {"ordinal.params_changed": json.dumps(changed)})
+
+
+def log_parent_params(tracking: Tracking, params: dict[str, Any]) -> None:
+    """Log ``params`` on the parent run; a value an earlier attempt logged differently goes to
+    the ``ordinal.params_changed`` tag (MLflow refuses to change a parameter)."""
+    client = _client(tracking.tracking_uri)
+    logged = client.get_run(tracking.parent_run_id).data.params
+    _log_params(client, tracking.parent_run_id, logged, params)
 
 
 def _metrics(result: StepResult) -> list:

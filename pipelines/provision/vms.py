@@ -85,6 +85,13 @@ def load_platform(path: Path) -> Platform:
     if missing:
         raise PipelineError(f"platform file {path} lacks {', '.join(sorted(missing))}")
     values = {k: v for k, v in data.items() if k in fields}
+    if values.get("credentials") and values.get("env") != "emulated":
+        # The platform is copied into the run folder and each VM's state: only an
+        # emulator's fake keys may travel with it; real ones come from the environment.
+        raise PipelineError(
+            f"platform file {path}: 'credentials' is only for an emulated endpoint; for "
+            f"env {values.get('env')!r} remove it and give AWS credentials in the environment"
+        )
     values["subnets"] = [tuple(s) for s in values["subnets"]]
     return Platform(**values)
 
@@ -362,13 +369,12 @@ class PipelineVms:
             resumed = json.loads(outputs.read_text(encoding="utf-8")).get("resumed_from") or ""
             if "checkpoint-" in resumed:
                 resumed_step = int(resumed.rsplit("checkpoint-", 1)[1])
-        out = []
-        for entry in self.interruptions:
-            row = dict(entry)
-            if resumed_step is not None and "step" in entry:
-                row["resumed_from_step"] = resumed_step
-                row["steps_recomputed"] = entry["step"] - resumed_step
-            out.append(row)
+        out = [dict(entry) for entry in self.interruptions]
+        # train/outputs.json records the last resume only: it answers for the last
+        # interruption (an earlier one's resume was overwritten by the next VM's).
+        if out and resumed_step is not None and "step" in out[-1]:
+            out[-1]["resumed_from_step"] = resumed_step
+            out[-1]["steps_recomputed"] = out[-1]["step"] - resumed_step
         return out
 
     # -- the end ----------------------------------------------------------------------------
@@ -412,7 +418,8 @@ class PipelineVms:
         params: dict[str, str] = {"vm.count": str(len(self.records))}
         metrics: dict[str, float] = {
             "vm_cost_usd_total": sum(r.cost_usd or 0.0 for r in self.records),
-            "vm_fallback_attempts": float(sum(len(f["attempts"]) for f in self.fallbacks)),
+            # failed attempts before each VM came up (fallbacks hold running lists)
+            "vm_fallback_attempts": float(sum(max(len(r.attempts) - 1, 0) for r in self.records)),
             "spot_interruptions": float(len(self.interruptions)),
         }
         for i, r in enumerate(self.records):
@@ -428,7 +435,7 @@ class PipelineVms:
                 value = getattr(r, key)
                 if value is not None:
                     metrics[f"vm_{i}_{r.stage}_{key}"] = float(value)
-        for row in self.resumed_work():
-            if "steps_recomputed" in row:
-                metrics["spot_steps_recomputed"] = float(row["steps_recomputed"])
+        recomputed = [r["steps_recomputed"] for r in self.resumed_work() if "steps_recomputed" in r]
+        if recomputed:
+            metrics["spot_steps_recomputed"] = float(sum(recomputed))
         return params, metrics

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
     "quarterly_rollback_drill",
     "run_drills",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The rehearsals of the quarterly resilience flow, in the order they run.
 DRILLS = ("checkpoint-restore", "rollback", "dependency-upgrade")
@@ -372,7 +375,16 @@ def run_drills(
 
     def timed(label: str, call) -> None:
         started = time.perf_counter()
-        report = call().to_dict()
+        try:
+            report = call().to_dict()
+        except Exception as exc:  # one drill that raises must not hide the others' results
+            log.exception("drill %s raised", label)
+            report = {
+                "name": label,
+                "version": None,
+                "passed": False,
+                "stages": {"run": {"passed": False, "detail": f"{type(exc).__name__}: {exc}"}},
+            }
         report["seconds"] = round(time.perf_counter() - started, 3)
         results[label] = report
 
@@ -391,8 +403,18 @@ def run_drills(
     release_drills = [d for d in drills if d != "checkpoint-restore"]
     if not release_drills:
         return results
-    registry = open_registry(storage or None, trust, "")
-    release_names = names or registry.names()
+    try:
+        registry = open_registry(storage or None, trust, "")
+        release_names = names or registry.names()
+    except Exception as exc:  # e.g. the storage is unreachable: a failed row, then the report
+        log.exception("could not list the releases")
+        results["releases"] = {
+            "name": "releases",
+            "version": None,
+            "passed": False,
+            "stages": {"select": {"passed": False, "detail": f"{type(exc).__name__}: {exc}"}},
+        }
+        return results
     if not release_names:
         results["releases"] = _no_release_row(registry.storage.url)
         return results

@@ -19,6 +19,9 @@ FLOW_NAMES = {
     "nightly_parity": "release-nightly-parity",
     "quarterly_resilience": "release-resilience",
 }
+#: Deployments earlier versions scheduled and these replace (removed on deploy, else an
+#: upgraded stack would run the rollback drill twice a quarter).
+RETIRED_DEPLOYMENTS = ("release-rollback-drill/quarterly",)
 
 
 @contextlib.contextmanager
@@ -81,4 +84,17 @@ def deploy_release_schedules(
                 ignore_warnings=True,
             )
             names.append(f"{FLOW_NAMES[function]}/{name}")
+        _remove_retired()
     return names
+
+
+def _remove_retired() -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for full_name in RETIRED_DEPLOYMENTS:
+            try:
+                client.delete_deployment(client.read_deployment_by_name(full_name).id)
+            except ObjectNotFound:
+                continue

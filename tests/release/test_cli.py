@@ -143,6 +143,7 @@ def test_nightly_parity_flow(env, versions, fingerprint_of, tmp_path):
 def test_quarterly_drill_flow_and_schedules(env, versions, fingerprint_of, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
 
     from ordinal.artifacts import open_storage
     from ordinal.release import Registry
@@ -164,10 +165,27 @@ def test_quarterly_drill_flow_and_schedules(env, versions, fingerprint_of, tmp_p
     with get_client(sync_client=True) as client:
         pool = f"control-{tmp_path.name[-8:]}".lower().replace("_", "-")
         client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+        # What an earlier version scheduled: the rollback drill alone, quarterly.
+        from prefect import flow as prefect_flow
+
+        from pipelines.release.schedules import RETIRED_DEPLOYMENTS, SOURCE_DIR
+
+        prefect_flow.from_source(
+            source=str(SOURCE_DIR), entrypoint="flows.py:quarterly_rollback_drill"
+        ).deploy(
+            name="quarterly",
+            work_pool_name=pool,
+            cron="0 5 1 1,4,7,10 *",
+            print_next_steps=False,
+            ignore_warnings=True,
+        )
+        assert client.read_deployment_by_name(RETIRED_DEPLOYMENTS[0])
         names = deploy_release_schedules(
             str(tmp_path / "store"), report_dir=str(tmp_path / "reports"), work_pool=pool
         )
         assert names == ["release-nightly-parity/nightly", "release-resilience/quarterly"]
+        with pytest.raises(ObjectNotFound):  # an upgraded stack drills once a quarter
+            client.read_deployment_by_name(RETIRED_DEPLOYMENTS[0])
         crons = {}
         for name in names:
             deployment = client.read_deployment_by_name(name)
