@@ -7,6 +7,7 @@ minute; ``test_pipeline_end_to_end`` runs the real notebooks.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -167,3 +168,30 @@ def test_rerunning_a_failed_run_id_resumes_from_the_cache(home, tmp_path):
     assert export.data.tags["ordinal.attempt"] == "2" and export.info.status == "FINISHED"
     assert "ordinal.cached_by_attempt" not in export.data.tags
     assert "sabotaged" in export.data.tags.get("ordinal.previous_error", "")
+
+
+def test_a_failed_teardown_fails_the_run(home, tmp_path, monkeypatch):
+    """Whatever teardown could not stop may still be running (on a VM, billing): the run is
+    failed, with the summary written, and the owner lease released all the same."""
+    from pipelines.errors import PipelineError
+    from pipelines.flow import run_pipeline
+    from pipelines.provisioning import LocalProvisioner
+
+    def broken(self):
+        raise RuntimeError("destroy refused: RequestLimitExceeded")
+
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(write_toy_notebooks(tmp_path / "notebooks")))
+    monkeypatch.setattr(LocalProvisioner, "teardown", broken)
+    with pytest.raises(PipelineError, match="teardown failed: destroy refused"):
+        run_pipeline({"run_id": "teardown-fails", "model": "bert-tiny", "compute": "in-process"})
+    run_dir = home / "runs" / "teardown-fails"
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed"
+    steps = {s["step"]: s for s in summary["steps"]}
+    assert steps["quantize"]["status"] == "completed"
+    assert (
+        steps["teardown"]["status"] == "failed"
+        and "RequestLimitExceeded" in (steps["teardown"]["error"])
+    )
+    owner = json.loads((run_dir / "owner.json").read_text())
+    assert owner.get("released"), owner

@@ -277,3 +277,18 @@ def test_the_drill_reads_the_file_training_writes():
     from ordinal.training import TRAIN_SPEC_FILE
 
     assert checkpoint_drill.SPEC_FILE == TRAIN_SPEC_FILE
+
+
+def test_a_drill_that_raises_is_a_failed_row_and_the_others_still_run(tmp_path):
+    """A restore on a run that does not exist raises inside the drill; an unreadable
+    registry raises while listing: both become failed rows, so the report still comes out."""
+    from pipelines.release.flows import run_drills
+
+    missing = tmp_path / "no-such-run"
+    store = tmp_path / "not-a-folder"
+    store.write_text("a file where the registry should be")
+    results = run_drills(["checkpoint-restore", "rollback"], run=str(missing), storage=str(store))
+    restore = results["checkpoint-restore"]
+    assert restore["passed"] is False and "seconds" in restore
+    assert str(missing.name) in json.dumps(restore["stages"])
+    assert results["releases"]["passed"] is False
