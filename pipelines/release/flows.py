@@ -262,13 +262,18 @@ def _publish_link(key: str, title: str, results: dict[str, Any], files: list[str
         get_run_logger().warning("could not publish the %s artifact: %s", key, exc)
 
 
-def _no_release_row(storage_url: str) -> dict[str, Any]:
+def _failed_row(name: str, stage: str, detail: str) -> dict[str, Any]:
+    """A report row for a drill that could not run (or raised): failed, with why."""
     return {
-        "name": "releases",
+        "name": name,
         "version": None,
         "passed": False,
-        "stages": {"select": {"passed": False, "detail": f"no published release in {storage_url}"}},
+        "stages": {stage: {"passed": False, "detail": detail}},
     }
+
+
+def _no_release_row(storage_url: str) -> dict[str, Any]:
+    return _failed_row("releases", "select", f"no published release in {storage_url}")
 
 
 @flow(name="release-nightly-parity", log_prints=True)
@@ -379,12 +384,7 @@ def run_drills(
             report = call().to_dict()
         except Exception as exc:  # one drill that raises must not hide the others' results
             log.exception("drill %s raised", label)
-            report = {
-                "name": label,
-                "version": None,
-                "passed": False,
-                "stages": {"run": {"passed": False, "detail": f"{type(exc).__name__}: {exc}"}},
-            }
+            report = _failed_row(label, "run", f"{type(exc).__name__}: {exc}")
         report["seconds"] = round(time.perf_counter() - started, 3)
         results[label] = report
 
@@ -408,12 +408,7 @@ def run_drills(
         release_names = names or registry.names()
     except Exception as exc:  # e.g. the storage is unreachable: a failed row, then the report
         log.exception("could not list the releases")
-        results["releases"] = {
-            "name": "releases",
-            "version": None,
-            "passed": False,
-            "stages": {"select": {"passed": False, "detail": f"{type(exc).__name__}: {exc}"}},
-        }
+        results["releases"] = _failed_row("releases", "select", f"{type(exc).__name__}: {exc}")
         return results
     if not release_names:
         results["releases"] = _no_release_row(registry.storage.url)

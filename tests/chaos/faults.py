@@ -77,14 +77,6 @@ class ArmedCutProxy(CutProxy):
                 with contextlib.suppress(OSError):
                     dst.shutdown(socket.SHUT_WR)
 
-    def trip(self) -> None:
-        """Cut every connection and stop listening. ``close`` alone does not wake a thread
-        blocked in ``accept`` (it would go on accepting): ``shutdown`` does."""
-        self.cut.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        super().trip()
-
     def _accept(self) -> None:
         listener = self.listener
         while not self.cut.is_set():
