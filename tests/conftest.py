@@ -39,3 +39,38 @@ def pytest_sessionfinish(session, exitstatus):
     import logging
 
     logging.raiseExceptions = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep tests that share a fixture broader than one test on one xdist worker.
+
+    ``make test`` runs the suite on several workers (``--dist loadgroup``); much of its time is
+    spent waiting on servers, Terraform and Prefect's polling, not on the CPU. A session- or
+    module-scoped fixture (a stack, a built service, a trained model) is set up once per worker,
+    so the tests sharing one are joined into a single group (union-find over the fixtures they
+    share) and run together; every other test is scheduled on its own.
+    """
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    shared: dict[int, list[str]] = {}
+    for index, item in enumerate(items):
+        info = getattr(item, "_fixtureinfo", None)
+        keys = []
+        for name, defs in info.name2fixturedefs.items() if info else ():
+            for fixturedef in defs:
+                # Fixtures of pytest and its plugins have no baseid of the project's own.
+                if fixturedef.scope == "function" or not fixturedef.baseid:
+                    continue
+                keys.append(f"{fixturedef.baseid}::{name}")
+        shared[index] = keys
+        for key in keys[1:]:
+            parent[find(key)] = find(keys[0])
+    for index, item in enumerate(items):
+        if shared[index]:
+            item.add_marker(pytest.mark.xdist_group(find(shared[index][0])))
