@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -178,7 +177,7 @@ def run(
             f"MLflow {config.mlflow_url}, storage {stack_storage}"
         )
     prefect_defaults()
-    from pipelines.errors import StepParametersError
+    from pipelines.errors import StepParametersError, is_disk_full
     from pipelines.flow import PipelineParams, check_params, ordinal_pipeline
 
     values = {
@@ -216,7 +215,7 @@ def run(
         failure = exc
         summary_path = PipelineParams.run_dir(params) / "summary.json"
         if not summary_path.is_file():
-            if not _disk_full(exc):
+            if not is_disk_full(exc):
                 raise
             _print_disk_full(PipelineParams.run_dir(params), params.run_id, exc)
             with contextlib.suppress(OSError):
@@ -228,25 +227,13 @@ def run(
     print(f"compute:      {summary['compute']}")
     _print_where(summary)
     if failure is not None:
-        if _disk_full(failure):
+        if is_disk_full(failure):
             _print_disk_full(PipelineParams.run_dir(params), params.run_id, failure)
             raise typer.Exit(1)
         console.print(
             f"[bold red]run failed:[/] {type(failure).__name__}: {failure}", soft_wrap=True
         )
         raise typer.Exit(1)
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it, also inside a notebook) is a full disk (ENOSPC)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(seen):  # a kernel's error, as text
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _print_disk_full(run_dir: Path, run_id: str, exc: BaseException) -> None:

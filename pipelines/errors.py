@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 from ordinal.exceptions import OrdinalError
@@ -11,6 +12,7 @@ __all__ = [
     "NotebookStepError",
     "PipelineError",
     "StepParametersError",
+    "is_disk_full",
 ]
 
 
@@ -106,3 +108,26 @@ class MissingOutputsError(PipelineError):
 
     def __reduce__(self):
         return (type(self), (self.step, self.missing, self.notebook, self.html))
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it, also inside a notebook's kernel) is a full disk.
+
+    A full disk is not a transient error: retrying writes to the same full disk again, so
+    the pipeline's retries stop at it, and ``ordinal run`` says how to resume.
+
+    >>> is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_disk_full(RuntimeError("cell failed: OSError: [Errno 28] No space left on device"))
+    True
+    >>> is_disk_full(TimeoutError("read timed out"))
+    False
+    """
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(seen):  # a kernel's error, as text
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

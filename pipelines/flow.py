@@ -28,7 +28,7 @@ from ordinal.config import HeadName
 from ordinal.data import PreprocessSpec
 from ordinal.data.sources import default_registry_path, load_registry
 from ordinal.paths import state_dir
-from pipelines.errors import PipelineError, StepParametersError
+from pipelines.errors import PipelineError, StepParametersError, is_disk_full
 from pipelines.notebooks import StepResult, step_reports, validate_params
 from pipelines.ownership import acquire_run, current_ownership
 from pipelines.provision.vms import PipelineVms, is_spot_interruption, teardown_run
@@ -414,7 +414,7 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
                 break
             except BaseException as exc:
                 _fail(record, exc, t0, run_dir)
-                if attempt == attempts or is_spot_interruption(exc):
+                if attempt == attempts or is_spot_interruption(exc) or is_disk_full(exc):
                     raise
                 if not isinstance(exc, Exception):
                     raise

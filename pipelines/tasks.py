@@ -22,7 +22,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
-from pipelines.errors import NotebookStepError, PipelineError
+from pipelines.errors import NotebookStepError, PipelineError, is_disk_full
 from pipelines.lease import LeaseLostError, StepLease, StepLeaseHeldError, step_lease
 from pipelines.notebooks import (
     HTML_FILE,
@@ -260,7 +260,19 @@ def step_task(step: str, params: dict[str, Any], **options: Any) -> Any:
         if recorded is not None:  # there was a completed execution: say why it is not used
             why = f"{missing[0]} is gone" if missing else f"it holds the files of {recorded}"
             log.info("step %s: not using a cached %s: %s", step, key, why)
+    if options.get("retries"):
+        options.setdefault("retry_condition_fn", _retry_unless_disk_full)
     return run_notebook.with_options(**options)
+
+
+def _retry_unless_disk_full(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: a full disk is not retried (the retry would hit the same
+    full disk and only lose the checkpoint interval a second time)."""
+    failure = state.data if isinstance(state.data, BaseException) else None
+    if is_disk_full(failure) or "No space left on device" in (state.message or ""):
+        log.warning("step %s: the disk is full; not retrying", task_run.name)
+        return False
+    return True
 
 
 def _recorded_key(folder: Path) -> str | None:
