@@ -19,7 +19,7 @@ from jinja2 import Environment, select_autoescape
 if TYPE_CHECKING:
     from pipelines.flow import PipelineSummary
 
-__all__ = ["headline", "write_index"]
+__all__ = ["headline", "teardown_lines", "write_index"]
 
 TEMPLATE = Path(__file__).with_name("templates") / "index.html.j2"
 
@@ -120,6 +120,66 @@ def headline(summary: PipelineSummary) -> list[dict[str, Any]]:
     return rows
 
 
+def teardown_lines(teardown: dict[str, Any]) -> list[str]:
+    """The run's teardown report (``summary.teardown``) as sentences for the index page.
+
+    >>> teardown_lines({"provisioner": "local", "worker": "w-1", "worker_stopped": True,
+    ...                 "deployment_deleted": True, "queue_deleted": True})
+    ['worker w-1 stopped; its deployment deleted; its queue deleted']
+    >>> for line in teardown_lines({
+    ...     "provisioner": "tofu", "seconds": 0.7, "embedded_cloud_stopped": True,
+    ...     "vms": {"train": {"already_destroyed": True, "instance_id": "i-1"}},
+    ...     "destroy_seconds": {"train i-1": 23.8}}):
+    ...     print(line)
+    train VM i-1: destroyed in 23.8 s when its phase ended
+    embedded emulated cloud stopped
+    final check: 0.7 s, nothing left running
+    >>> teardown_lines({"error": "destroy failed"})
+    ['failed: destroy failed']
+    """
+    if not teardown:
+        return ["not run"]
+    if teardown.get("started") == "nothing":
+        return ["nothing was started"]
+    lines: list[str] = []
+    if "vms" in teardown:  # the tofu provisioner
+        timed = {k.split(" ", 1)[-1]: v for k, v in teardown.get("destroy_seconds", {}).items()}
+        for stage, vm in teardown["vms"].items():
+            vm_id = vm.get("instance_id") or "(no instance)"
+            if vm.get("error"):
+                lines.append(f"{stage} VM {vm_id}: destroy FAILED: {vm['error']}")
+            elif vm.get("already_destroyed"):
+                took = timed.get(vm_id)
+                when = f" in {took:.1f} s" if isinstance(took, int | float) else ""
+                lines.append(f"{stage} VM {vm_id}: destroyed{when} when its phase ended")
+            else:
+                lines.append(f"{stage} VM {vm_id}: destroyed by the teardown")
+        if not teardown["vms"]:
+            lines.append("no VM was applied")
+        if teardown.get("embedded_cloud_stopped"):
+            lines.append("embedded emulated cloud stopped")
+        if teardown.get("instance_processes_killed"):
+            lines.append(f"instance processes stopped: {teardown['instance_processes_killed']}")
+    elif "worker" in teardown:  # the local provisioner
+        done = [f"worker {teardown['worker']} " + (
+            "stopped" if teardown.get("worker_stopped") else "was already gone"
+        )]  # fmt: skip
+        for what in ("deployment", "queue"):
+            if f"{what}_deleted" in teardown:
+                done.append(
+                    f"its {what} " + ("deleted" if teardown[f"{what}_deleted"] else "not found")
+                )
+        lines.append("; ".join(done))
+        if teardown.get("server_cleanup_error"):
+            lines.append(f"server cleanup failed: {teardown['server_cleanup_error']}")
+    if teardown.get("error"):
+        lines.append(f"failed: {teardown['error']}")
+    failed = teardown.get("error") or any(v.get("error") for v in teardown.get("vms", {}).values())
+    if "seconds" in teardown and not failed:
+        lines.append(f"final check: {teardown['seconds']:.1f} s, nothing left running")
+    return lines or [json.dumps(teardown, default=str)]
+
+
 def write_index(summary: PipelineSummary) -> list[Path]:
     """Write the run's ``index.html`` and ``summary.json``; return both paths."""
     root = Path(summary.run_dir)
@@ -138,6 +198,7 @@ def write_index(summary: PipelineSummary) -> list[Path]:
         name=lambda p: Path(p).name,
         keys=KEY_METRICS,
         headline=headline(summary),
+        teardown=teardown_lines(summary.teardown),
         figures=[
             (k, f) for r in summary.steps for k, f in r.figures.items() if Path(f["path"]).is_file()
         ],

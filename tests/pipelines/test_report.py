@@ -76,3 +76,24 @@ def test_a_failed_gate_leads_the_page_and_the_figures_come_before_the_steps(tmp_
     assert 'alt="Training loss falling to 0.7"' in html
     assert html.index('src="train/loss.png"') < html.index("<h2>Steps</h2>")
     assert "a" * 40 in html and "FAILED" in html
+
+
+def test_the_teardown_reads_as_sentences_not_a_dict(tmp_path):
+    summary = _summary(tmp_path)
+    summary.teardown = {
+        "provisioner": "tofu",
+        "vms": {
+            "train": {"already_destroyed": True, "instance_id": "i-aaa"},
+            "export": {"error": "DependencyViolation", "instance_id": "i-bbb"},
+        },
+        "destroy_seconds": {"train i-aaa": 23.79},
+        "embedded_cloud_stopped": True,
+        "seconds": 0.68,
+    }
+    index, _ = write_index(summary)
+    html = index.read_text(encoding="utf-8")
+    teardown = html[html.index("<h2>Teardown</h2>") :]
+    assert "<li>train VM i-aaa: destroyed in 23.8 s when its phase ended</li>" in teardown
+    assert "<li>export VM i-bbb: destroy FAILED: DependencyViolation</li>" in teardown
+    assert "{" not in teardown.split("Machine-readable")[0]  # no raw Python dict
+    assert "nothing left running" not in teardown  # a destroy failed
