@@ -140,7 +140,7 @@ def inject(
 def _fencing_report(log: Path) -> dict:
     for line in reversed(log.read_text().splitlines()):
         if line.startswith("fenced the run's previous owner:"):
-            return {"line": line[:400]}
+            return {"line": line[:1000]}
     return {}
 
 

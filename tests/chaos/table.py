@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,8 +25,19 @@ def _detail(row: dict) -> str:
         return f"filled {detail.get('filled_bytes', 0) / 2**20:.0f} MiB"
     if "restart" in row["fault"]:
         return f"down {detail.get('down_seconds')} s"
-    line = fencing.get("line", "")
-    return "fenced on resume" if line else "nothing to fence"
+    return _fenced(fencing.get("line", ""))
+
+
+def _fenced(line: str) -> str:
+    """What the resume's fencing stopped, from its console line (a dict's repr)."""
+    if not line:
+        return "nothing to fence"
+    killed = re.search(r"'processes_killed': \[([^\]]*)\]", line)
+    n = len([p for p in killed.group(1).split(",") if p.strip()]) if killed else 0
+    server = "prefect_server" in line.partition("'children_killed'")[2][:80]
+    took = re.search(r"'seconds': ([0-9.]+)", line)
+    what = f"{n} process(es)" + (" + API server" if server else "")
+    return f"fenced {what}" + (f", {float(took.group(1)):.1f} s" if took else "")
 
 
 def render(path: Path) -> str:
