@@ -10,6 +10,11 @@ from ordinal.training.callbacks import (
     ThroughputCallback,
     WallClockCheckpointCallback,
 )
+from ordinal.training.checkpoint_store import (
+    CHECKPOINT_UPLOAD_ENV,
+    restore_latest_checkpoint,
+    upload_checkpoint,
+)
 from ordinal.training.checkpoints import is_complete_checkpoint, latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
 from ordinal.training.fit import (
@@ -21,6 +26,7 @@ from ordinal.training.fit import (
 from ordinal.training.spot import SpotInterruptionCallback, SpotSpec, read_interruptions
 
 __all__ = [
+    "CHECKPOINT_UPLOAD_ENV",
     "TRAIN_SPEC_FILE",
     "DegenerateLabelsWarning",
     "ImageOrdinalDataset",
@@ -36,6 +42,8 @@ __all__ = [
     "latest_checkpoint",
     "ordinal_metrics",
     "read_interruptions",
+    "restore_latest_checkpoint",
     "train_ordinal_model",
     "training_arguments",
+    "upload_checkpoint",
 ]

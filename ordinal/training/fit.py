@@ -26,6 +26,7 @@ from ordinal.models import (
 from ordinal.presets import resolve_model
 from ordinal.tracking import configure_mlflow
 from ordinal.training._trainer import OrdinalRegressionTrainer
+from ordinal.training.checkpoint_store import restore_from_env
 from ordinal.training.checkpoints import latest_checkpoint
 from ordinal.training.datasets import ImageOrdinalDataset, TextOrdinalDataset
 
@@ -213,6 +214,12 @@ def train_ordinal_model(
     callbacks : sequence of TrainerCallback
         Extra callbacks (progress, tests).
 
+    Notes
+    -----
+    With ``spec.resume`` and ``ORDINAL_CHECKPOINT_UPLOAD_URL`` set, the newest checkpoint
+    uploaded there (:mod:`ordinal.training.checkpoint_store`) is restored into
+    ``output_dir/checkpoints`` first, unless a local one is as new; training resumes from it.
+
     Returns
     -------
     TrainResult
@@ -249,6 +256,12 @@ def train_ordinal_model(
         progress_interval_seconds=spec.progress_interval_seconds,
         head_learning_rate=spec.head_learning_rate,
     )
+    if spec.resume:
+        # A fresh VM has no local checkpoints: fetch the newest one an interrupted VM uploaded
+        # (only when ORDINAL_CHECKPOINT_UPLOAD_URL is set; a local one as new is kept).
+        restored = restore_from_env(checkpoint_dir)
+        if restored is not None:
+            log.info("restored %s from the checkpoint store", restored)
     resume = latest_checkpoint(checkpoint_dir) if spec.resume else None
     finished = False
     if resume is not None:

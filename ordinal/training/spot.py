@@ -8,10 +8,19 @@ a session token from ``PUT {base}/latest/api/token``.
 
 :class:`SpotInterruptionCallback` polls that document from a background thread (AWS advises
 every 5 s). On a notice it has the Trainer save a checkpoint at the end of the current step
-(into ``output_dir``, where a rerun of the train step resumes from), calls an optional
-``upload`` hook with the checkpoint folder, writes ``spot-interruption-<step>.json`` beside
-the checkpoints, and raises :class:`ordinal.exceptions.SpotInterruptedError` so the step fails
-with a typed error that the pipeline answers by resuming on a fresh VM.
+(into ``output_dir``), calls the ``upload`` hook with the checkpoint folder, writes
+``spot-interruption-<step>.json`` beside the checkpoints, and raises
+:class:`ordinal.exceptions.SpotInterruptedError` so the step fails with a typed error that the
+pipeline answers by resuming on a fresh VM.
+
+The VM's disk goes with the VM, so on a provisioned VM the checkpoint must leave it: when
+``ORDINAL_CHECKPOINT_UPLOAD_URL`` (:data:`CHECKPOINT_UPLOAD_ENV`) names a storage root,
+:meth:`SpotInterruptionCallback.from_env` sets the hook to
+:func:`ordinal.training.checkpoint_store.upload_checkpoint`, and the next VM's
+:func:`ordinal.training.train_ordinal_model` restores the newest uploaded checkpoint before it
+resumes. ``seconds_to_save`` covers the save and the upload (the deadline is for both). A
+failed upload raises :class:`ordinal.exceptions.CheckpointError`, not the interruption error:
+the step never claims a checkpoint left the VM when it did not.
 
 It is only active when configured, so a laptop never polls a link-local address:
 an explicit ``metadata_url``, or the environment the provisioner gives its VMs
@@ -37,14 +46,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ordinal.exceptions import SpotInterruptedError
+from ordinal.exceptions import CheckpointError, SpotInterruptedError
+from ordinal.training.checkpoint_store import (
+    CHECKPOINT_UPLOAD_ENV,
+    INTERRUPTION_RECORD_GLOB,
+    checkpoint_upload_url,
+    public_url,
+    upload_checkpoint,
+    upload_interruption_record,
+)
 
 __all__ = [
     "AWS_METADATA_URL",
+    "CHECKPOINT_UPLOAD_ENV",
     "METADATA_URL_ENV",
     "SPOT_ENABLE_ENV",
     "SpotInterruptionCallback",
     "SpotSpec",
+    "StoreUpload",
     "read_interruptions",
 ]
 
@@ -54,7 +73,7 @@ AWS_METADATA_URL = "http://169.254.169.254"
 METADATA_URL_ENV = "ORDINAL_METADATA_URL"
 SPOT_ENABLE_ENV = "ORDINAL_SPOT_INTERRUPTION"
 POLL_ENV = "ORDINAL_SPOT_POLL_SECONDS"
-RECORD_GLOB = "spot-interruption-*.json"
+RECORD_GLOB = INTERRUPTION_RECORD_GLOB
 _ACTION = "/latest/meta-data/spot/instance-action"
 _TOKEN = "/latest/api/token"
 
@@ -116,6 +135,46 @@ class SpotSpec(BaseModel):
         return cls(**values)
 
 
+class StoreUpload:
+    """The ``upload`` hook of a storage root: :func:`upload_checkpoint` to ``url``.
+
+    The storage is opened when the hook runs (a boto3 client costs nothing until then), with
+    the credentials of the usual AWS chain (the VM's instance profile).
+
+    Attributes
+    ----------
+    url : str
+        The root without credentials (what the interruption record shows).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.url = public_url(url)
+        self._store: Any = None
+
+    def __repr__(self) -> str:
+        return f"StoreUpload({self.url!r})"
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from ordinal.artifacts import open_storage
+
+            self._store = open_storage(self._url)
+        return self._store
+
+    def __call__(self, checkpoint: Path) -> dict[str, Any]:
+        """Upload ``checkpoint`` (see :func:`upload_checkpoint`); return its report."""
+        return upload_checkpoint(checkpoint, self._open())
+
+    def put_record(self, path: Path) -> None:
+        """Upload an interruption record beside the checkpoints (a failure is only logged:
+        the checkpoint it describes is already complete in the store)."""
+        try:
+            upload_interruption_record(path, self._open())
+        except Exception as exc:
+            log.warning("interruption record %s not uploaded to %s: %s", path.name, self.url, exc)
+
+
 class SpotInterruptionCallback(TrainerCallback):
     """Save, upload and stop on the spot two-minute warning (see the module docstring).
 
@@ -124,8 +183,10 @@ class SpotInterruptionCallback(TrainerCallback):
     spec : SpotSpec
         Where to poll, how often, the save deadline.
     upload : callable or None
-        ``checkpoint_dir -> None``: copies the saved checkpoint where the next VM resumes
-        from, when that is not the (shared) output folder itself.
+        ``checkpoint_dir -> dict or None``: copies the saved checkpoint where the next VM
+        resumes from (:func:`~ordinal.training.checkpoint_store.upload_checkpoint` on a
+        storage root); a dict it returns goes into the interruption record as ``upload``.
+        An exception it raises becomes a :class:`~ordinal.exceptions.CheckpointError`.
     clock : callable
         Monotonic seconds; tests pass a fake one.
 
@@ -140,7 +201,7 @@ class SpotInterruptionCallback(TrainerCallback):
     def __init__(
         self,
         spec: SpotSpec | None = None,
-        upload: Callable[[Path], None] | None = None,
+        upload: Callable[[Path], dict[str, Any] | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec or SpotSpec()
@@ -157,10 +218,26 @@ class SpotInterruptionCallback(TrainerCallback):
         self.errors = 0
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> SpotInterruptionCallback | None:
-        """A callback when the environment configures one (:meth:`SpotSpec.from_env`)."""
-        spec = SpotSpec.from_env()
-        return None if spec is None else cls(spec, **kwargs)
+    def from_env(
+        cls, environ: dict[str, str] | None = None, **kwargs: Any
+    ) -> SpotInterruptionCallback | None:
+        """A callback when the environment configures one (:meth:`SpotSpec.from_env`).
+
+        With ``ORDINAL_CHECKPOINT_UPLOAD_URL`` set (and no ``upload`` given) the checkpoint is
+        uploaded to that storage root (:meth:`upload_to`).
+        """
+        spec = SpotSpec.from_env(environ)
+        if spec is None:
+            return None
+        url = checkpoint_upload_url(environ)
+        if url is not None and kwargs.get("upload") is None:
+            kwargs["upload"] = cls.upload_to(url)
+        return cls(spec, **kwargs)
+
+    @staticmethod
+    def upload_to(url: str) -> StoreUpload:
+        """An ``upload`` hook that puts the checkpoint under the storage root ``url``."""
+        return StoreUpload(url)
 
     # -- the metadata service --------------------------------------------------------------
     def _request(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -245,10 +322,16 @@ class SpotInterruptionCallback(TrainerCallback):
         if self.notice is None:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        saved = self._clock()
+        uploaded: dict[str, Any] | None = None
+        failure: BaseException | None = None
         if self.upload is not None:
-            self.upload(checkpoint)
-        seconds = self._clock() - (self.noticed_at or self._clock())
-        record = {
+            try:
+                uploaded = self.upload(checkpoint) or {}
+            except Exception as exc:  # reported below, after the record is written
+                failure = exc
+        seconds = self._clock() - (self.noticed_at or saved)
+        record: dict[str, Any] = {
             "notice": self.notice,
             "checkpoint": str(checkpoint),
             "step": int(state.global_step),
@@ -257,11 +340,29 @@ class SpotInterruptionCallback(TrainerCallback):
             "save_deadline_seconds": self.spec.save_deadline_seconds,
             "polls": self.polls,
         }
+        if self.upload is not None:
+            where = getattr(self.upload, "url", None)
+            upload = {"seconds": round(self._clock() - saved, 3)}
+            if failure is not None:
+                upload.update(url=where, error=f"{type(failure).__name__}: {failure}")
+            else:
+                upload.update({"url": where, **uploaded})
+            record["upload"] = upload
         path = Path(args.output_dir) / f"spot-interruption-{state.global_step}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         tmp.replace(path)
         self._stop.set()
+        if failure is not None:
+            raise CheckpointError(
+                f"spot interruption at step {state.global_step}: {checkpoint} was saved but "
+                f"could not be uploaded to {getattr(self.upload, 'url', None) or 'its store'} "
+                f"({type(failure).__name__}: {failure}); it did not leave the VM"
+            ) from failure
+        if isinstance(self.upload, StoreUpload):
+            # The record itself, now that it names the upload (the checkpoint is complete
+            # without it: its marker was written before).
+            self.upload.put_record(path)
         if seconds > self.spec.save_deadline_seconds:
             log.warning(
                 "checkpoint after the spot notice took %.1f s (deadline %.0f s)",
