@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from ordinal import TrainSpec, train_ordinal_model
 from ordinal.exceptions import SpotInterruptedError
 from ordinal.training import (
+    CHECKPOINT_UPLOAD_ENV,
     OrdinalRegressionTrainer,
     SpotInterruptionCallback,
     SpotSpec,
@@ -87,6 +88,7 @@ def _spec(tmp_path, **kw):
 def test_a_notice_saves_a_checkpoint_and_raises_then_training_resumes(imds, tmp_path, monkeypatch):
     monkeypatch.setenv("ORDINAL_METADATA_URL", imds.instance_url("i-first"))
     monkeypatch.setenv("ORDINAL_SPOT_POLL_SECONDS", "0.05")
+    monkeypatch.delenv(CHECKPOINT_UPLOAD_ENV, raising=False)  # the shared-folder case
     records = keyword_records(96, seed=3)
     imds.interrupt_after(polls=3)
     started = time.monotonic()
@@ -101,6 +103,7 @@ def test_a_notice_saves_a_checkpoint_and_raises_then_training_resumes(imds, tmp_
     assert error.notice == imds.issued[0][1] and imds.issued[0][0] == "i-first"
     (record,) = read_interruptions(tmp_path / "checkpoints")
     assert record["step"] == error.step and record["notice"]["action"] == "terminate"
+    assert "upload" not in record  # no store configured: nothing claims it left the VM
 
     # A fresh VM (another instance: no notice) resumes from that checkpoint.
     monkeypatch.setenv("ORDINAL_METADATA_URL", imds.instance_url("i-second"))

@@ -312,6 +312,8 @@ def restore_latest_checkpoint(store: Storage, checkpoint_dir: Path) -> Path | No
     started = time.perf_counter()
     name = f"checkpoint-{step}"
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    for stale in checkpoint_dir.glob("checkpoint-*.partial-*"):  # a restore killed midway
+        shutil.rmtree(stale, ignore_errors=True)
     partial = checkpoint_dir / f"{name}.partial-{uuid.uuid4().hex[:8]}"
     total = 0
     staged: list[tuple[Path, Path]] = []
