@@ -569,6 +569,8 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
 
 def _pipeline_vms(params: PipelineParams, run_dir: Path, tracking: Tracking) -> PipelineVms:
     """The run's VMs, with what their workers need (never a credential in user-data)."""
+    from pipelines.stack.run_env import EMULATED_CLOUD_ENV
+
     api = _api_url()
     if api is None:
         raise PipelineError("the tofu provisioner needs a Prefect API over HTTP; none is running")
@@ -587,7 +589,23 @@ def _pipeline_vms(params: PipelineParams, run_dir: Path, tracking: Tracking) -> 
         max_interruptions=params.spot_interruptions,
         worker_env=env,
         alert=_provisioning_alert,
+        # On the stack (`ordinal run --stack`): its emulated endpoint, unless a platform file
+        # names another cloud.
+        endpoint="" if params.tofu_platform else os.environ.get(EMULATED_CLOUD_ENV, ""),
+        checkpoint_url=_checkpoint_url(params),
     )
+
+
+def _checkpoint_url(params: PipelineParams) -> str:
+    """Where a spot-interrupted training's checkpoint goes: the run's storage root,
+    ``models/checkpoints/<run>`` (the train role may write there)."""
+    from ordinal.artifacts import default_storage_url
+    from ordinal.artifacts.layout import model_dir
+
+    root = params.storage or default_storage_url()
+    if "://" not in root:
+        return str(Path(root).expanduser().resolve() / model_dir("checkpoints", params.run_id))
+    return f"{root.rstrip('/')}/{model_dir('checkpoints', params.run_id)}"
 
 
 def _provisioning_alert(summary: str, context: dict[str, str]) -> None:

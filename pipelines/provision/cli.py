@@ -59,9 +59,25 @@ def leaks(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    on_stack: Annotated[
+        bool,
+        typer.Option("--stack", help="Look on the running stack's emulated endpoint."),
+    ] = False,
 ) -> None:
     """List everything tagged for a run that is still alive; exit 1 when there is any."""
     from pipelines.provision.leaks import find_leaks
+
+    if on_stack:
+        from pipelines.stack.config import load_config
+
+        config = load_config()
+        if config.s3_endpoint:
+            console.print(
+                f"[bold red]error:[/] the stack at {config.root} uses an external S3 "
+                f"endpoint ({config.s3_endpoint}), not an emulated cloud; pass --endpoint"
+            )
+            raise typer.Exit(2)
+        endpoint = config.s3_url
 
     found = find_leaks(_client("ec2", endpoint, region), instance_dir)
     if as_json:

@@ -41,6 +41,8 @@ __all__ = [
 # The checkout's tofu/ (editable install, tests) or the installed copy under share/ordinal/.
 TOFU_ROOT = project_file("tofu")
 DEFAULT_MIRROR = "/opt/tf-plugins"
+#: How long apply and destroy wait for another holder of a state's lock.
+LOCK_TIMEOUT = "120s"
 # "api error InsufficientInstanceCapacity: We currently do not have ..." (AWS SDK v2 errors as
 # Terraform's AWS provider prints them).
 _API_ERROR = re.compile(r"api error ([A-Za-z][A-Za-z0-9.]*): (.+)")
@@ -289,6 +291,9 @@ class TofuRunner:
             "-auto-approve",
             "-input=false",
             "-no-color",
+            # A shared root (the stack's platform) may be applied by two runs at once: wait
+            # for the other's state lock rather than fail.
+            f"-lock-timeout={LOCK_TIMEOUT}",
             self._var_file(variables),
             check=check,
         )
@@ -302,6 +307,7 @@ class TofuRunner:
             "-auto-approve",
             "-input=false",
             "-no-color",
+            f"-lock-timeout={LOCK_TIMEOUT}",
             self._var_file(variables),
             check=check,
         )

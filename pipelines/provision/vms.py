@@ -12,6 +12,12 @@ Where the VMs go (a :class:`~pipelines.provision.tofu.Platform`):
 * a platform file (``--set tofu_platform=platform.json``, what :func:`write_platform` writes:
   endpoints, network, instance profiles, image, state bucket), for a cloud that lives longer
   than the run (the tests' emulated cloud, or AWS);
+* on the control-plane stack (``ordinal run --stack --provisioner tofu``): the stack's own
+  emulated endpoint (``endpoint=``), whose ``moto_server`` serves EC2 and IAM beside the
+  stack's S3; the platform root is applied there once (state
+  ``s3://ordinal-tfstate/platform/platform.tfstate``, shared by the stack's runs, locked) and
+  each VM's state is a key of the run in the same bucket; the run starts only its own fault
+  injector, metadata stand-in and user-data runner, and leaves the stack running;
 * otherwise the embedded default: the run starts its own emulated cloud
   (:class:`~pipelines.provision.emulation.cloud.EmulatedCloud`: ``moto_server`` on a free
   loopback port, the fault injector, the metadata stand-in, the user-data runner) and applies
@@ -40,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from ordinal.training.checkpoint_store import CHECKPOINT_UPLOAD_ENV
 from ordinal.training.spot import SPOT_ENABLE_ENV, read_interruptions
 from pipelines.errors import NotebookStepError, PipelineError
 from pipelines.ownership import register_fence_hook
@@ -144,7 +151,7 @@ def teardown_run(run_dir: Path) -> dict[str, Any]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             report["embedded_cloud_stopped"] = True
-        if embedded and data.get("instance_dir"):
+        if (embedded or data.get("attached")) and data.get("instance_dir"):
             from pipelines.provision.emulation.userdata import UserDataRunner
 
             runner = UserDataRunner(Path(data["instance_dir"]))
@@ -197,11 +204,15 @@ class PipelineVms:
         max_interruptions: int = 2,
         worker_env: dict[str, str] | None = None,
         alert: Callable[[str, dict[str, str]], None] | None = None,
+        endpoint: str = "",
+        checkpoint_url: str = "",
     ) -> None:
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.prefect_api_url = prefect_api_url
         self.platform_file = platform_file
+        self.endpoint = endpoint
+        self.checkpoint_url = checkpoint_url
         self.max_interruptions = max_interruptions
         self.worker_env = dict(worker_env or {})
         self.alert = alert
@@ -234,7 +245,8 @@ class PipelineVms:
         """Where the VMs go, for the summary's ``compute``."""
         where = "an emulated endpoint" if self.platform and self.platform.endpoint else "AWS"
         if self.platform and self.platform.endpoint:
-            where += f" ({self.platform.endpoint}{', embedded' if self.cloud else ''})"
+            how = ", the stack's" if self.endpoint else (", embedded" if self.cloud else "")
+            where += f" ({self.platform.endpoint}{how})"
         return f"tofu VMs on {where}"
 
     # -- platform ---------------------------------------------------------------------------
@@ -252,21 +264,28 @@ class PipelineVms:
         else:
             from pipelines.provision.emulation.cloud import EmulatedCloud
 
-            self.cloud = EmulatedCloud(self.folder / "cloud")
+            self.cloud = EmulatedCloud(
+                self.folder / "cloud",
+                endpoint=self.endpoint or None,
+                run_id=self.run_id if self.endpoint else None,  # a shared endpoint
+            )
             try:
                 self.cloud.start(apply_platform=False)
-                self.cloud.apply_platform()
+                self.cloud.apply_platform()  # on the stack: "no changes" after its first run
                 self.platform = self.cloud.platform()
             except BaseException:
                 self.cloud.close()
                 self.cloud = None
                 raise
-            moto = self.cloud.moto.process
-            write_platform(
-                self.platform,
-                self.folder / PLATFORM_FILE,
-                embedded={"pid": moto.pid, "created": psutil.Process(moto.pid).create_time()},
-            )
+            if self.endpoint:  # the stack's endpoint outlives the run: never stop it
+                write_platform(self.platform, self.folder / PLATFORM_FILE, attached=self.endpoint)
+            else:
+                moto = self.cloud.moto.process
+                write_platform(
+                    self.platform,
+                    self.folder / PLATFORM_FILE,
+                    embedded={"pid": moto.pid, "created": psutil.Process(moto.pid).create_time()},
+                )
         self.setup_seconds = round(time.monotonic() - started, 2)
         return self.platform
 
@@ -281,6 +300,8 @@ class PipelineVms:
         env = dict(self.worker_env)
         if phase.vm.stage == "train":
             env[SPOT_ENABLE_ENV] = "1"  # the training callback watches the two-minute warning
+            if self.checkpoint_url:  # where its checkpoint leaves the VM, and the next one
+                env[CHECKPOINT_UPLOAD_ENV] = self.checkpoint_url  # restores it from
         return env
 
     def run(self, run_phase: Callable[[Any, Phase], None]) -> list[VmRecord]:
@@ -341,6 +362,8 @@ class PipelineVms:
                 seconds_to_save=found[-1]["seconds_to_save"],
                 notice=found[-1]["notice"],
             )
+            if found[-1].get("upload"):  # where the checkpoint went (no credentials)
+                entry["upload"] = found[-1]["upload"]
         self.interruptions.append(entry)
 
     def _alert_fallback(self, record: VmRecord) -> None:

@@ -12,7 +12,11 @@ from pipelines.stack import prefect_server, s3
 from pipelines.stack.config import StackConfig
 from pipelines.stack.errors import StackError
 
-__all__ = ["check_running", "run_environment"]
+__all__ = ["EMULATED_CLOUD_ENV", "check_running", "run_environment"]
+
+#: Set when the stack runs its own emulated endpoint (``moto_server``, which serves EC2 and
+#: IAM beside S3): where ``--provisioner tofu`` applies its VMs on the stack.
+EMULATED_CLOUD_ENV = "ORDINAL_STACK_EMULATED_CLOUD"
 
 #: Services a run needs; the stack's long-lived workers are not needed (a run starts its own).
 REQUIRED = ("postgres", "s3", "prefect", "mlflow", "proxy")
@@ -48,4 +52,5 @@ def run_environment(config: StackConfig) -> dict[str, str]:
         **s3.client_env(config),
         "ORDINAL_S3_ENDPOINT_URL": config.s3_url,
         "ORDINAL_STORAGE_URL": s3.data_storage_url(),
+        **({} if config.s3_endpoint else {EMULATED_CLOUD_ENV: config.s3_url}),
     }

@@ -138,6 +138,14 @@ def test_tofu_run_resumes_training_after_a_spot_interruption(
     assert interruption["instance_id"] == vms[0].instance_id
     assert 0 < interruption["step"] < MAX_STEPS
     assert interruption["seconds_to_save"] < SpotSpec().save_deadline_seconds
+    # The checkpoint left the VM: uploaded (files.json, then its completion marker) to the
+    # run's storage root, where a fresh VM without the old disk restores it from.
+    uploaded = home / "store" / "models" / "checkpoints" / "tofu-spot"
+    assert interruption["upload"]["bytes"] > 0, interruption
+    step_name = f"checkpoint-{interruption['step']}"
+    assert (uploaded / "complete" / f"{step_name}.json").is_file()
+    files = json.loads((uploaded / step_name / "files.json").read_text())
+    assert files["step"] == interruption["step"] and files["files"], files
     checkpoints = run_dir / "train" / "checkpoints"
     checkpoint = checkpoints / f"checkpoint-{interruption['step']}"  # rotated out since
     # The checkpoint cadence: the steps between two saves the trainer makes (save_steps).

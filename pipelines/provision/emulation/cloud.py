@@ -5,6 +5,11 @@ metadata stand-in and the user-data runner (which follows EC2's instance states)
 the state bucket, applies ``envs/emulated/platform`` (network, roles) and
 ``envs/emulated/storage`` (buckets) once, and hands out a
 :class:`~pipelines.provision.tofu.Platform` for the ``tofu`` provisioner.
+
+With ``endpoint=`` it attaches to an emulated endpoint that is already running (the
+control-plane stack's ``moto_server``, which serves EC2 and IAM beside its S3) instead of
+starting one: the platform's state then lives in that endpoint's state bucket, and
+:meth:`close` leaves the endpoint running.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 
@@ -42,13 +48,30 @@ class EmulatedCloud:
         Folder for logs, the platform's work copy and the instances' process groups.
     name_prefix : str
         Prefix of the platform's buckets and roles.
+    endpoint : str or None
+        A running emulated endpoint to attach to (``http://127.0.0.1:<port>``); ``None``
+        starts a ``moto_server`` of its own.
+    run_id : str or None
+        Run only this run's instances' user-data (an endpoint shared by several runs).
     """
 
-    def __init__(self, root: Path, name_prefix: str = "ordinal") -> None:
+    def __init__(
+        self,
+        root: Path,
+        name_prefix: str = "ordinal",
+        endpoint: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.run_id = run_id
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.name_prefix = name_prefix
+        self.attached = endpoint is not None
         self.moto = MotoServer(log_path=self.root / "moto.log")
+        if endpoint is not None:
+            self.moto.port = int(urlparse(endpoint).port or 80)
+            if self.moto.url != endpoint.rstrip("/"):
+                raise ValueError(f"an emulated endpoint is http://127.0.0.1:<port>, not {endpoint}")
         self.injector: FaultInjector | None = None
         self.metadata: MetadataStandIn | None = None
         self.instances: UserDataRunner | None = None
@@ -76,18 +99,22 @@ class EmulatedCloud:
     # -- life cycle ------------------------------------------------------------------------
     def start(self, apply_platform: bool = True) -> EmulatedCloud:
         """Start the servers; apply the platform unless told not to."""
-        self.moto.start()
+        if not self.attached:
+            self.moto.start()
         self.injector = FaultInjector(self.moto.url).start()
         self.metadata = MetadataStandIn().start()
-        self.client("s3").create_bucket(Bucket=STATE_BUCKET)
-        self.client("s3").put_bucket_versioning(
-            Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
-        )
+        s3 = self.client("s3")
+        if STATE_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            s3.create_bucket(Bucket=STATE_BUCKET)
+            s3.put_bucket_versioning(
+                Bucket=STATE_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+            )
         metadata = self.metadata
         # Each instance polls its own metadata path, as each VM has its own IMDS.
         self.instances = UserDataRunner(
             self.instance_dir,
             instance_env=lambda i: {"ORDINAL_METADATA_URL": metadata.instance_url(i)},
+            run_id=self.run_id,
         ).watch(self.client("ec2"))
         if apply_platform:
             self.apply_platform()
@@ -159,7 +186,8 @@ class EmulatedCloud:
         for server in (self.injector, self.metadata):
             if server is not None:
                 server.stop()
-        self.moto.stop()
+        if not self.attached:
+            self.moto.stop()
 
     def __enter__(self) -> EmulatedCloud:
         return self.start()

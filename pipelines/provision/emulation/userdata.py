@@ -44,6 +44,10 @@ class UserDataRunner:
     instance_env : callable or None
         ``instance_id -> {name: value}``: environment of one instance (the metadata
         stand-in's URL for that instance, for instance).
+    run_id : str or None
+        Follow only the instances tagged with this run id (on a shared endpoint such as
+        the stack's, each run's runner starts its own instances only); ``None``: every
+        instance tagged by the project.
     """
 
     def __init__(
@@ -51,11 +55,13 @@ class UserDataRunner:
         root: Path,
         env: Mapping[str, str] | None = None,
         instance_env: Callable[[str], Mapping[str, str]] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.env = dict(env or {})
         self.instance_env = instance_env
+        self.run_id = run_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -153,9 +159,12 @@ class UserDataRunner:
     def reconcile(self, ec2: Any) -> dict[str, list[str]]:
         """Start groups for live project instances, kill groups of ended ones."""
         states: dict[str, str] = {}
-        pages = ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag-key", "Values": ["ordinal:run-id"]}]
+        tagged = (
+            {"Name": "tag:ordinal:run-id", "Values": [self.run_id]}
+            if self.run_id
+            else {"Name": "tag-key", "Values": ["ordinal:run-id"]}
         )
+        pages = ec2.get_paginator("describe_instances").paginate(Filters=[tagged])
         for page in pages:
             for reservation in page["Reservations"]:
                 for inst in reservation["Instances"]:
