@@ -158,16 +158,6 @@ def leftovers(home: Path, run_id: str) -> dict[str, list[str]]:
     return out
 
 
-def recomputed_by_execution(units: list[tuple[int, int]]) -> dict[int, int]:
-    """Units each execution (pid) computed that an earlier execution had computed already."""
-    done: set[int] = set()
-    out: dict[int, int] = {}
-    for unit, pid in units:
-        out[pid] = out.get(pid, 0) + (unit in done)
-        done.add(unit)
-    return out
-
-
 def one_at_a_time(units: list[tuple[int, int]]) -> bool:
     """True when no execution wrote after a later one started (no A, B, A in the pids)."""
     seen: list[int] = []
@@ -194,23 +184,17 @@ def check_resumed(
     step: str,
     left: dict[str, list[str]] | None = None,
     runs: list | None = None,
-    per_execution: bool = False,
 ) -> None:
     """The suite's assertions after a fault and its resume (see ``test_chaos``).
 
     ``left`` (leftover processes, servers, deployments, queues) and ``runs`` (MLflow runs)
     default to the local ones of ``home``; a run on the stack passes the stack's.
-    ``per_execution`` bounds the work each execution of the step recomputed (one checkpoint
-    interval each) rather than the total, for a fault that outlasts a task's retry.
     """
     run_dir = home / "runs" / result.run_id
     assert result.survived, f"the resumed run failed ({result.resumed_rc})"
     assert checksums(run_dir) == reference
     units = work_units(run_dir, step)
-    if per_execution:
-        assert max(recomputed_by_execution(units).values()) <= SAVE, (result, units)
-    else:
-        assert result.recomputed_units <= SAVE, result
+    assert result.recomputed_units <= SAVE, result
     assert one_at_a_time(units), f"two executions of {step} wrote at once: {units}"
     assert sorted({u for u, _ in units}) == list(range(1, max(u for u, _ in units) + 1))
     left = leftovers(home, run_dir.name) if left is None else left
