@@ -14,7 +14,7 @@ import psutil
 ORDINAL = Path(sys.executable).with_name("ordinal")
 
 
-def ordinal_run(*args: str, env: dict[str, str] | None = None, timeout: float = 900):
+def ordinal_run(*args: str, env: dict[str, str] | None = None, timeout: float = 1700):
     """Run the ``ordinal run`` console command in a fresh process; return the completed process."""
     return subprocess.run(
         [str(ORDINAL), "run", *args],
