@@ -67,10 +67,17 @@ def pytest_collection_modifyitems(config, items):
                 # Fixtures of pytest and its plugins have no baseid of the project's own.
                 if fixturedef.scope == "function" or not fixturedef.baseid:
                     continue
-                keys.append(f"{fixturedef.baseid}::{name}")
+                # A module-scoped fixture has one instance per module, wherever it is defined.
+                where = item.nodeid.split("::")[0] if fixturedef.scope == "module" else ""
+                keys.append(f"{fixturedef.baseid}::{name}@{where}")
         shared[index] = keys
         for key in keys[1:]:
             parent[find(key)] = find(keys[0])
     for index, item in enumerate(items):
         if shared[index]:
             item.add_marker(pytest.mark.xdist_group(find(shared[index][0])))
+    # Longest first: xdist hands out groups in collection order, so the files holding slow
+    # tests (real notebooks, VMs, the stack) start at once instead of ending the run alone.
+    # A stable sort keeps the order inside each file.
+    slow_files = {i.nodeid.split("::")[0] for i in items if i.get_closest_marker("slow")}
+    items.sort(key=lambda i: i.nodeid.split("::")[0] not in slow_files)

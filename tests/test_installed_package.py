@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a wheel build and a fresh venv: minutes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -19,6 +19,8 @@ from pipelines.provision.checks import STEP_ORDER, Suppression, load_suppression
 from pipelines.provision.cli import infra_app
 from pipelines.provision.errors import ToolError
 
+pytestmark = pytest.mark.slow  # Terraform applies against the emulated cloud: minutes
+
 
 def test_infra_check_passes_end_to_end(tmp_path: Path) -> None:
     """The command itself, in this process (so coverage sees it); its tools are real."""

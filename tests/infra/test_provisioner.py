@@ -26,6 +26,8 @@ from pipelines.provision import (
 )
 from pipelines.provision.prices import load_prices
 
+pytestmark = pytest.mark.slow  # Terraform applies against the emulated cloud: minutes
+
 OPTIONS = {
     "prefect_api_url": "http://127.0.0.1:9/api",  # nothing listens: the worker just retries
     "worker_python": sys.executable,

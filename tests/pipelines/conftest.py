@@ -12,3 +12,18 @@ import pytest
 def home() -> Path:
     """This test's private state folder (``ORDINAL_HOME``, set by the top-level conftest)."""
     return Path(os.environ["ORDINAL_HOME"])
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    """An emulated cloud per test module (``moto_server``, the fault injector, the metadata
+    stand-in, the user-data runner) with the platform root (network, roles) applied once."""
+    from pipelines.provision.emulation.cloud import EmulatedCloud
+
+    emulated = EmulatedCloud(tmp_path_factory.mktemp("cloud"))
+    try:
+        emulated.start(apply_platform=False)
+        emulated.apply_platform()
+        yield emulated
+    finally:
+        emulated.close()

@@ -20,7 +20,6 @@ import pytest
 from ordinal.training import latest_checkpoint
 from ordinal.training.spot import SpotSpec
 from pipelines.provision import VmRecord, assert_sequential
-from pipelines.provision.emulation.cloud import EmulatedCloud
 from pipelines.provision.leaks import find_leaks
 from pipelines.provision.prices import load_prices
 from pipelines.provision.vms import write_platform
@@ -38,19 +37,6 @@ pytestmark = pytest.mark.slow
 
 # Training steps: enough that the warning (about a second in) lands mid-training.
 MAX_STEPS = 60
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    """moto_server, the injector, the metadata stand-in, the user-data runner; the platform
-    root (network, roles) applied once for the module."""
-    emulated = EmulatedCloud(tmp_path_factory.mktemp("cloud"))
-    try:
-        emulated.start(apply_platform=False)
-        emulated.apply_platform()
-        yield emulated
-    finally:
-        emulated.close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import time
 
 import pytest
 
-from pipelines.provision.emulation.cloud import EmulatedCloud
 from pipelines.provision.leaks import find_leaks
 from pipelines.provision.vms import write_platform
 from pipelines.steps import NOTEBOOK_DIR_ENV
@@ -31,17 +30,6 @@ from tests.pipelines.helpers import ORDINAL, processes_inside, read_summary
 from tests.pipelines.toy_notebooks import write_toy_notebooks
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory):
-    emulated = EmulatedCloud(tmp_path_factory.mktemp("cloud"))
-    try:
-        emulated.start(apply_platform=False)
-        emulated.apply_platform()
-        yield emulated
-    finally:
-        emulated.close()
 
 
 def _cancel_step(run_dir, step: str) -> None:
