@@ -144,6 +144,10 @@ def _fencing_report(log: Path) -> dict:
     return {}
 
 
+#: How long a resumed run's processes may take to go after its command returned.
+LEFTOVER_WAIT_SECONDS = 30.0
+
+
 def leftovers(home: Path, run_id: str) -> dict[str, list[str]]:
     """Processes, temporary API servers, deployments and queues a run left."""
     run_dir = home / "runs" / run_id
@@ -197,7 +201,14 @@ def check_resumed(
     assert result.recomputed_units <= SAVE, result
     assert one_at_a_time(units), f"two executions of {step} wrote at once: {units}"
     assert sorted({u for u, _ in units}) == list(range(1, max(u for u, _ in units) + 1))
-    left = leftovers(home, run_dir.name) if left is None else left
+    if left is None:
+        # A server stopped at the command's exit may take a few seconds to go on a loaded
+        # machine (Prefect's own stop: SIGTERM, 5 s, SIGKILL); a real leftover stays.
+        deadline = time.monotonic() + LEFTOVER_WAIT_SECONDS
+        left = leftovers(home, run_dir.name)
+        while any(left.values()) and time.monotonic() < deadline:
+            time.sleep(1.0)
+            left = leftovers(home, run_dir.name)
     assert all(not v for v in left.values()), left
     check_one_parent(mlflow_runs(home) if runs is None else runs, result.run_id)
     record(result)
