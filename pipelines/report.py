@@ -144,7 +144,11 @@ def teardown_lines(teardown: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     if "vms" in teardown:  # the tofu provisioner
         timed = {k.split(" ", 1)[-1]: v for k, v in teardown.get("destroy_seconds", {}).items()}
-        for stage, vm in teardown["vms"].items():
+        # In the order the VMs ran (train first), not the state files' alphabetical order.
+        ran = [k.split(" ", 1)[0] for k in teardown.get("destroy_seconds", {})]
+        order = {stage: i for i, stage in enumerate(ran)}
+        vms = sorted(teardown["vms"].items(), key=lambda kv: order.get(kv[0], len(order)))
+        for stage, vm in vms:
             vm_id = vm.get("instance_id") or "(no instance)"
             if vm.get("error"):
                 lines.append(f"{stage} VM {vm_id}: destroy FAILED: {vm['error']}")

@@ -71,6 +71,12 @@ def leaks(
         from pipelines.stack.config import load_config
 
         config = load_config()
+        if not config.config_file.is_file():
+            console.print(
+                f"[bold red]error:[/] no stack at {config.root} (no stack.json): start one "
+                "with `ordinal stack up`, or set ORDINAL_STACK_ROOT, or pass --endpoint"
+            )
+            raise typer.Exit(2)
         if config.s3_endpoint:
             console.print(
                 f"[bold red]error:[/] the stack at {config.root} uses an external S3 "
@@ -79,7 +85,14 @@ def leaks(
             raise typer.Exit(2)
         endpoint = config.s3_url
 
-    found = find_leaks(_client("ec2", endpoint, region), instance_dir)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        found = find_leaks(_client("ec2", endpoint, region), instance_dir)
+    except (BotoCoreError, ClientError) as exc:
+        where = endpoint or f"AWS ({region})"
+        console.print(f"[bold red]error:[/] could not list instances on {where}: {exc}")
+        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(found, indent=2))
     elif not found:

@@ -63,6 +63,21 @@ def test_leaks_exit_status_follows_what_is_alive(moto, monkeypatch):
     assert runner.invoke(infra_app, ["leaks", "--endpoint", moto.url]).exit_code == 0
 
 
+def test_leaks_names_a_missing_stack_or_an_unreachable_endpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORDINAL_STACK_ROOT", str(tmp_path / "no-stack"))
+    missing = runner.invoke(infra_app, ["leaks", "--stack"])
+    assert missing.exit_code == 2, missing.output
+    assert "no stack at" in missing.output and "ordinal stack up" in missing.output
+    assert missing.exception is None or isinstance(missing.exception, SystemExit)
+
+    from pipelines.provision.emulation.moto import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    down = runner.invoke(infra_app, ["leaks", "--endpoint", endpoint])
+    assert down.exit_code == 2, down.output
+    assert f"could not list instances on {endpoint}" in " ".join(down.output.split())
+
+
 def test_prices_command_shows_date_and_source():
     result = runner.invoke(infra_app, ["prices"])
     assert result.exit_code == 0, result.output

@@ -54,11 +54,13 @@ def _cancel_step(run_dir, step: str) -> None:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "cancelled"])
-def test_a_stopped_tofu_run_destroys_its_vm(how, home, cloud, tmp_path):
+def test_a_stopped_tofu_run_destroys_its_vm(how, home, cloud, tmp_path, monkeypatch):
     """Stop the run while train runs on the GPU VM; the VM is destroyed, nothing leaks."""
     cloud.injector.disarm()
     platform_file = write_platform(cloud.platform(), tmp_path / "platform.json")
     notebooks = write_toy_notebooks(tmp_path / "notebooks", sleep={"train": 300.0})
+    # The VMs' workers are started by this process's user-data runner: they inherit it here.
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(notebooks))
     run_id = f"tofu-{how}"
     run_dir = home / "runs" / run_id
     log_path = tmp_path / "run.log"
@@ -99,6 +101,8 @@ def test_a_stopped_tofu_run_destroys_its_vm(how, home, cloud, tmp_path):
     if how == "cancelled":
         train = next(s for s in summary["steps"] if s["step"] == "train")
         assert "Cancelled" in train["error"], train["error"]
+    text = (run_dir / "train" / "notebook.ipynb").read_text()
+    assert "time.sleep(300.0)" in text  # the stand-in ran on the VM, stopped mid-sleep
     state = json.loads((run_dir / "provision" / "train" / "state.json").read_text())
     assert state["destroyed"] is True
     assert not (run_dir / "provision" / "export").exists()  # no CPU VM after a stop

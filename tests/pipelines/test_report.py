@@ -82,11 +82,11 @@ def test_the_teardown_reads_as_sentences_not_a_dict(tmp_path):
     summary = _summary(tmp_path)
     summary.teardown = {
         "provisioner": "tofu",
-        "vms": {
-            "train": {"already_destroyed": True, "instance_id": "i-aaa"},
+        "vms": {  # as teardown_run lists them: the state folders' alphabetical order
             "export": {"error": "DependencyViolation", "instance_id": "i-bbb"},
+            "train": {"already_destroyed": True, "instance_id": "i-aaa"},
         },
-        "destroy_seconds": {"train i-aaa": 23.79},
+        "destroy_seconds": {"train i-aaa": 23.79, "export i-bbb": None},
         "embedded_cloud_stopped": True,
         "seconds": 0.68,
     }
@@ -97,3 +97,4 @@ def test_the_teardown_reads_as_sentences_not_a_dict(tmp_path):
     assert "<li>export VM i-bbb: destroy FAILED: DependencyViolation</li>" in teardown
     assert "{" not in teardown.split("Machine-readable")[0]  # no raw Python dict
     assert "nothing left running" not in teardown  # a destroy failed
+    assert teardown.index("train VM") < teardown.index("export VM")  # the order they ran

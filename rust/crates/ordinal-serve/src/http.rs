@@ -334,8 +334,12 @@ pub async fn handle(app: Arc<App>, req: Request<Body>) -> Response<Body> {
     response
 }
 
+/// How long a drain lasts at least (within `grace`): new requests get 503 meanwhile.
+const MIN_DRAIN: Duration = Duration::from_millis(1000);
+
 /// Serve `app` on `listener` until `shutdown` resolves; then drain: new predict requests get
-/// 503 while in-flight ones finish (at most `grace`), and the server closes.
+/// 503 while in-flight ones finish (at most `grace`, at least `MIN_DRAIN`), and the server
+/// closes.
 pub async fn serve(
     app: Arc<App>,
     listener: std::net::TcpListener,
@@ -363,8 +367,13 @@ pub async fn serve(
                 in_flight = app.in_flight(),
                 "draining: new requests get 503"
             );
-            let deadline = Instant::now() + grace;
-            while app.in_flight() > 0 && Instant::now() < deadline {
+            let began = Instant::now();
+            let deadline = began + grace;
+            // Keep answering 503 for a moment even when nothing is in flight: a client that
+            // connected just before the signal sits in the accept backlog, and closing the
+            // listener at once would reset it instead of telling it to go elsewhere.
+            let linger = began + MIN_DRAIN.min(grace);
+            while (app.in_flight() > 0 && Instant::now() < deadline) || Instant::now() < linger {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             tracing::info!(in_flight = app.in_flight(), "drained; closing");
