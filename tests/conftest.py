@@ -76,8 +76,21 @@ def pytest_collection_modifyitems(config, items):
     for index, item in enumerate(items):
         if shared[index]:
             item.add_marker(pytest.mark.xdist_group(find(shared[index][0])))
+
     # Longest first: xdist hands out groups in collection order, so the files holding slow
-    # tests (real notebooks, VMs, the stack) start at once instead of ending the run alone.
-    # A stable sort keeps the order inside each file.
-    slow_files = {i.nodeid.split("::")[0] for i in items if i.get_closest_marker("slow")}
-    items.sort(key=lambda i: i.nodeid.split("::")[0] not in slow_files)
+    # tests (real notebooks, VMs, the stack) start at once instead of ending the run alone,
+    # the largest groups (the stack, the emulated cloud) before single slow tests. Each
+    # file keeps its place and its own order.
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow_files = {file_of(i) for i in items if i.get_closest_marker("slow")}
+    group_of = {index: find(keys[0]) for index, keys in shared.items() if keys}
+    sizes: dict[str, int] = {}
+    for group in group_of.values():
+        sizes[group] = sizes.get(group, 0) + 1
+    first: dict[str, tuple[bool, int, int]] = {}
+    for index, item in enumerate(items):
+        size = sizes.get(group_of.get(index, ""), 1)
+        first.setdefault(file_of(item), (file_of(item) not in slow_files, -size, index))
+    items.sort(key=lambda i: first[file_of(i)])
