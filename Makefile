@@ -62,12 +62,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 # The suite mostly waits (servers, Terraform against the emulated cloud, Prefect polling),
-# so it runs on more workers than cores; tests sharing a broad fixture stay together
-# (tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+# so it runs on more workers than cores; tests sharing a broad fixture stay on one worker
+# (xdist_scope in tests/conftest.py). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
 test: lint $(CHECKOV_VENV)/bin/checkov
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-report=term --durations=25 \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 \
 	  --doctest-modules ordinal pipelines tests
 	$(BIN)/coverage report --include='ordinal/*' --fail-under=85
 	$(BIN)/coverage report --include='pipelines/*' --fail-under=85

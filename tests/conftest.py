@@ -41,27 +41,57 @@ def pytest_sessionfinish(session, exitstatus):
     logging.raiseExceptions = False
 
 
+#: Folders whose conftest holds session fixtures (a stack, a built service, an emulated cloud,
+#: a reference run): their tests run on one xdist worker, so each is set up once.
+DIRECTORY_SCOPES = (
+    "tests/chaos",
+    "tests/data_layer",
+    "tests/export",
+    "tests/infra",
+    "tests/release",
+    "tests/serving",
+    "tests/stack",
+)
+#: Files of long, independent tests (no fixture broader than a test): one test per scope, so
+#: they spread over the workers instead of queueing on one.
+PER_TEST_FILES = (
+    "tests/pipelines/test_flow_paths.py",
+    "tests/pipelines/test_pipeline_end_to_end.py",
+)
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit ``make test`` schedules on one xdist worker: a folder above, a single test of
+    ``PER_TEST_FILES``, else the test's file (its module fixtures are set up once)."""
+    path = nodeid.split("::")[0]
+    if path in PER_TEST_FILES:
+        return nodeid
+    return next((d for d in DIRECTORY_SCOPES if path.startswith(d + "/")), path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule by :func:`xdist_scope` (xdist's own ``loadgroup`` marks no longer reach the
+    scheduler with pytest 9's structured node ids)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ScopeScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Keep tests that share a fixture broader than one test on one xdist worker.
+    """Check the scopes above hold every fixture broader than one test; put slow scopes first.
 
-    ``make test`` runs the suite on several workers (``--dist loadgroup``); much of its time is
-    spent waiting on servers, Terraform and Prefect's polling, not on the CPU. A session- or
-    module-scoped fixture (a stack, a built service, a trained model) is set up once per worker,
-    so the tests sharing one are joined into a single group (union-find over the fixtures they
-    share) and run together; every other test is scheduled on its own.
+    ``make test`` runs the suite on several workers; much of its time is spent waiting on
+    servers, Terraform and Prefect's polling, not on the CPU. A session- or module-scoped
+    fixture is set up once per worker that uses it, so all its tests must share a scope: a
+    fixture whose tests would be split is a collection error naming it.
     """
-    parent: dict[str, str] = {}
-
-    def find(key: str) -> str:
-        while parent.setdefault(key, key) != key:
-            parent[key] = parent[parent[key]]
-            key = parent[key]
-        return key
-
-    shared: dict[int, list[str]] = {}
-    for index, item in enumerate(items):
+    users: dict[str, set[str]] = {}
+    for item in items:
         info = getattr(item, "_fixtureinfo", None)
-        keys = []
         for name, defs in info.name2fixturedefs.items() if info else ():
             for fixturedef in defs:
                 # Fixtures of pytest and its plugins have no baseid of the project's own.
@@ -69,28 +99,30 @@ def pytest_collection_modifyitems(config, items):
                     continue
                 # A module-scoped fixture has one instance per module, wherever it is defined.
                 where = item.nodeid.split("::")[0] if fixturedef.scope == "module" else ""
-                keys.append(f"{fixturedef.baseid}::{name}@{where}")
-        shared[index] = keys
-        for key in keys[1:]:
-            parent[find(key)] = find(keys[0])
-    for index, item in enumerate(items):
-        if shared[index]:
-            item.add_marker(pytest.mark.xdist_group(find(shared[index][0])))
+                key = f"{fixturedef.baseid}::{name} ({fixturedef.scope}) {where}".strip()
+                users.setdefault(key, set()).add(xdist_scope(item.nodeid))
+    split = {k: sorted(v) for k, v in users.items() if len(v) > 1}
+    if split:
+        raise pytest.UsageError(
+            "fixtures shared across xdist scopes (see DIRECTORY_SCOPES and PER_TEST_FILES in "
+            f"tests/conftest.py): {split}"
+        )
 
-    # Longest first: xdist hands out groups in collection order, so the files holding slow
+    # Longest first: xdist hands out scopes in collection order, so the scopes holding slow
     # tests (real notebooks, VMs, the stack) start at once instead of ending the run alone,
-    # the largest groups (the stack, the emulated cloud) before single slow tests. Each
-    # file keeps its place and its own order.
+    # the largest first. Each file keeps its tests' order.
     def file_of(item) -> str:
         return item.nodeid.split("::")[0]
 
     slow_files = {file_of(i) for i in items if i.get_closest_marker("slow")}
-    group_of = {index: find(keys[0]) for index, keys in shared.items() if keys}
+    slow_scopes = {xdist_scope(i.nodeid) for i in items if file_of(i) in slow_files}
     sizes: dict[str, int] = {}
-    for group in group_of.values():
-        sizes[group] = sizes.get(group, 0) + 1
+    for item in items:
+        scope = xdist_scope(file_of(item) + "::")
+        sizes[scope] = sizes.get(scope, 0) + 1
     first: dict[str, tuple[bool, int, int]] = {}
     for index, item in enumerate(items):
-        size = sizes.get(group_of.get(index, ""), 1)
-        first.setdefault(file_of(item), (file_of(item) not in slow_files, -size, index))
+        scope = xdist_scope(file_of(item) + "::")
+        slow = scope in slow_scopes or file_of(item) in slow_files
+        first.setdefault(file_of(item), (not slow, -sizes[scope], index))
     items.sort(key=lambda i: first[file_of(i)])
