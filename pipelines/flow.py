@@ -567,6 +567,10 @@ def ordinal_pipeline(params: PipelineParams) -> dict[str, Any]:
     return summary.to_dict()
 
 
+#: How often a VM's Prefect worker asks for its run's next step (seconds).
+VM_WORKER_QUERY_SECONDS = "2"
+
+
 def _pipeline_vms(params: PipelineParams, run_dir: Path, tracking: Tracking) -> PipelineVms:
     """The run's VMs, with what their workers need (never a credential in user-data)."""
     from pipelines.stack.run_env import EMULATED_CLOUD_ENV
@@ -574,7 +578,9 @@ def _pipeline_vms(params: PipelineParams, run_dir: Path, tracking: Tracking) -> 
     api = _api_url()
     if api is None:
         raise PipelineError("the tofu provisioner needs a Prefect API over HTTP; none is running")
-    env: dict[str, str] = {}
+    # A VM's worker serves one run's queue: polling it every 2 s (Prefect's default is 10 s)
+    # starts each step sooner, as the stack's workers do, at a negligible cost to the API.
+    env: dict[str, str] = {"PREFECT_WORKER_QUERY_SECONDS": VM_WORKER_QUERY_SECONDS}
     if redact(tracking.tracking_uri) == tracking.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking.tracking_uri
     else:  # user-data is readable on the VM: the VM's own configuration must provide it

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import pytest
+
+from tests.scheduling import (
+    load_durations,
+    make_scheduler,
+    order_items,
+    record_timing,
+    xdist_scope,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -41,53 +50,30 @@ def pytest_sessionfinish(session, exitstatus):
     logging.raiseExceptions = False
 
 
-#: Folders whose conftest holds session fixtures (a stack, a built service, an emulated cloud,
-#: a reference run): their tests run on one xdist worker, so each is set up once.
-DIRECTORY_SCOPES = (
-    "tests/chaos",
-    "tests/data_layer",
-    "tests/export",
-    "tests/infra",
-    "tests/release",
-    "tests/serving",
-    "tests/stack",
-)
-#: Files of long, independent tests (no fixture broader than a test): one test per scope, so
-#: they spread over the workers instead of queueing on one.
-PER_TEST_FILES = (
-    "tests/pipelines/test_flow_paths.py",
-    "tests/pipelines/test_pipeline_end_to_end.py",
-)
-
-
-def xdist_scope(nodeid: str) -> str:
-    """The unit ``make test`` schedules on one xdist worker: a folder above, a single test of
-    ``PER_TEST_FILES``, else the test's file (its module fixtures are set up once)."""
-    path = nodeid.split("::")[0]
-    if path in PER_TEST_FILES:
-        return nodeid
-    return next((d for d in DIRECTORY_SCOPES if path.startswith(d + "/")), path)
+_DURATIONS = load_durations()
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """Schedule by :func:`xdist_scope` (xdist's own ``loadgroup`` marks no longer reach the
-    scheduler with pytest 9's structured node ids)."""
-    from xdist.scheduler import LoadScopeScheduling
+    """Schedule by :func:`tests.scheduling.xdist_scope`, longest scopes first (xdist's own
+    ``loadgroup`` marks no longer reach the scheduler with pytest 9's structured node ids)."""
+    return make_scheduler(config, log, _DURATIONS)
 
-    class ScopeScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return xdist_scope(nodeid)
 
-    return ScopeScheduling(config, log)
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each test's seconds, setup to teardown, when ``ORDINAL_TEST_TIMINGS`` names a file."""
+    started = time.time()
+    yield
+    record_timing(item.nodeid, started, time.time())
 
 
 def pytest_collection_modifyitems(config, items):
-    """Check the scopes above hold every fixture broader than one test; put slow scopes first.
+    """Check each xdist scope holds every fixture broader than one test; put the longest
+    scopes first.
 
-    ``make test`` runs the suite on several workers; much of its time is spent waiting on
-    servers, Terraform and Prefect's polling, not on the CPU. A session- or module-scoped
-    fixture is set up once per worker that uses it, so all its tests must share a scope: a
-    fixture whose tests would be split is a collection error naming it.
+    ``make test`` runs the suite on several workers (``tests/scheduling.py``). A session- or
+    module-scoped fixture is set up once per worker that uses it, so all its tests must share
+    a scope: a fixture whose tests would be split is a collection error naming it.
     """
     users: dict[str, set[str]] = {}
     for item in items:
@@ -105,24 +91,9 @@ def pytest_collection_modifyitems(config, items):
     if split:
         raise pytest.UsageError(
             "fixtures shared across xdist scopes (see DIRECTORY_SCOPES and PER_TEST_FILES in "
-            f"tests/conftest.py): {split}"
+            f"tests/scheduling.py): {split}"
         )
 
-    # Longest first: xdist hands out scopes in collection order, so the scopes holding slow
-    # tests (real notebooks, VMs, the stack) start at once instead of ending the run alone,
-    # the largest first. Each file keeps its tests' order.
-    def file_of(item) -> str:
-        return item.nodeid.split("::")[0]
-
-    slow_files = {file_of(i) for i in items if i.get_closest_marker("slow")}
-    slow_scopes = {xdist_scope(i.nodeid) for i in items if file_of(i) in slow_files}
-    sizes: dict[str, int] = {}
-    for item in items:
-        scope = xdist_scope(file_of(item) + "::")
-        sizes[scope] = sizes.get(scope, 0) + 1
-    first: dict[str, tuple[bool, int, int]] = {}
-    for index, item in enumerate(items):
-        scope = xdist_scope(file_of(item) + "::")
-        slow = scope in slow_scopes or file_of(item) in slow_files
-        first.setdefault(file_of(item), (not slow, -sizes[scope], index))
-    items.sort(key=lambda i: first[file_of(i)])
+    # The longest scopes first (real notebooks, VMs, the stack), so they do not end the run
+    # alone; each scope keeps its tests' order.
+    order_items(items, _DURATIONS)

@@ -50,51 +50,6 @@ def test_an_unapproved_source_is_rejected_before_any_step(home):
 
 
 @pytest.mark.slow
-def test_a_failing_notebook_fails_the_flow_after_teardown(home, tmp_path):
-    notebooks = write_toy_notebooks(tmp_path / "notebooks", fail="export")
-    done = ordinal_run(
-        "--run-id", "failing", "--compute", "worker", "--model", "bert-tiny",
-        env={NOTEBOOK_DIR_ENV: str(notebooks)},
-    )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr
-    run_dir = home / "runs" / "failing"
-    summary = read_summary(run_dir)
-    status = {s["step"]: s["status"] for s in summary["steps"]}
-    assert status == {
-        "ingest": "completed",
-        "preprocess": "completed",
-        "calibrate": "completed",
-        "provision": "completed",
-        "train": "completed",
-        "export": "failed",
-        "parity": "skipped",
-        "quantize": "skipped",
-        "teardown": "completed",
-    }
-    export = next(s for s in summary["steps"] if s["step"] == "export")
-    assert "sabotaged export step" in export["error"]
-    assert export["where"].startswith("Prefect worker ordinal-failing on compute/run-failing")
-    html = (run_dir / "export" / "notebook.html").read_text(encoding="utf-8")
-    assert "sabotaged export step" in html
-    # Teardown ran: the worker is gone with everything under it, its state file removed.
-    assert summary["teardown"]["worker_stopped"] is True
-    assert summary["teardown"]["deployment_deleted"] is True
-    assert not (run_dir / "provision" / "state.json").exists()
-    assert processes_inside(run_dir) == []
-    # The index page shows the failure and links the failed notebook.
-    index = (run_dir / "index.html").read_text(encoding="utf-8")
-    assert 'href="export/notebook.html"' in index and "sabotaged export step" in index
-    assert "run failed" in " ".join(done.stdout.split())
-    # MLflow: the parent run and the failed step's nested run are FAILED, with the notebook.
-    runs = {r.info.run_name: r for r in mlflow_runs(home)}
-    assert runs["failing"].info.status == "FAILED"
-    assert runs["export"].info.status == "FAILED"
-    assert runs["export"].data.tags["mlflow.parentRunId"] == runs["failing"].info.run_id
-    assert runs["train"].info.status == "FINISHED"
-    assert "parity" not in runs
-
-
-@pytest.mark.slow
 def test_a_terminated_run_tears_down_its_worker(home, tmp_path):
     """SIGTERM (what a scheduler sends to cancel) while training runs on the worker."""
     notebooks = write_toy_notebooks(tmp_path / "notebooks", sleep={"train": 120.0})
@@ -132,16 +87,54 @@ def test_a_terminated_run_tears_down_its_worker(home, tmp_path):
 
 
 @pytest.mark.slow
-def test_rerunning_a_failed_run_id_resumes_from_the_cache(home, tmp_path):
-    """A failed run, its notebook fixed, re-run under the same id: finished steps come from
-    Prefect's cache (also the compute step run by the worker), the fixed one runs."""
+def test_a_failing_notebook_fails_after_teardown_and_a_rerun_resumes(home, tmp_path):
+    """A failing notebook fails the run after teardown, with the failure on the summary, the
+    index page and MLflow. Its notebook fixed, the run re-run under the same id: finished
+    steps come from Prefect's cache (also the compute step run by the worker), the fixed one
+    runs."""
     notebooks = write_toy_notebooks(tmp_path / "notebooks", fail="export")
     env = {NOTEBOOK_DIR_ENV: str(notebooks)}
-    args = ("--run-id", "resumed", "--compute", "worker", "--model", "bert-tiny")
-    assert ordinal_run(*args, env=env).returncode == 1
-    run_dir = home / "runs" / "resumed"
+    args = ("--run-id", "failing", "--compute", "worker", "--model", "bert-tiny")
+    done = ordinal_run(*args, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    run_dir = home / "runs" / "failing"
+    summary = read_summary(run_dir)
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert status == {
+        "ingest": "completed",
+        "preprocess": "completed",
+        "calibrate": "completed",
+        "provision": "completed",
+        "train": "completed",
+        "export": "failed",
+        "parity": "skipped",
+        "quantize": "skipped",
+        "teardown": "completed",
+    }
+    export = next(s for s in summary["steps"] if s["step"] == "export")
+    assert "sabotaged export step" in export["error"]
+    assert export["where"].startswith("Prefect worker ordinal-failing on compute/run-failing")
+    html = (run_dir / "export" / "notebook.html").read_text(encoding="utf-8")
+    assert "sabotaged export step" in html
+    # Teardown ran: the worker is gone with everything under it, its state file removed.
+    assert summary["teardown"]["worker_stopped"] is True
+    assert summary["teardown"]["deployment_deleted"] is True
+    assert not (run_dir / "provision" / "state.json").exists()
+    assert processes_inside(run_dir) == []
+    # The index page shows the failure and links the failed notebook.
+    index = (run_dir / "index.html").read_text(encoding="utf-8")
+    assert 'href="export/notebook.html"' in index and "sabotaged export step" in index
+    assert "run failed" in " ".join(done.stdout.split())
+    # MLflow: the parent run and the failed step's nested run are FAILED, with the notebook.
+    runs = {r.info.run_name: r for r in mlflow_runs(home)}
+    assert runs["failing"].info.status == "FAILED"
+    assert runs["export"].info.status == "FAILED"
+    assert runs["export"].data.tags["mlflow.parentRunId"] == runs["failing"].info.run_id
+    assert runs["train"].info.status == "FINISHED"
+    assert "parity" not in runs
     stamps = {s: (run_dir / s / "notebook.ipynb").stat().st_mtime_ns for s in ("ingest", "train")}
 
+    # The notebook fixed, the same run id again.
     fixed = write_toy_notebooks(tmp_path / "fixed")
     shutil.copy2(fixed / "05_export.ipynb", notebooks / "05_export.ipynb")
     done = ordinal_run(*args, env=env)
