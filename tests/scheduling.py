@@ -40,6 +40,12 @@ PER_TEST_FILES = (
     "tests/pipelines/test_flow_paths.py",
     "tests/pipelines/test_pipeline_end_to_end.py",
 )
+#: Files sharing a session fixture of their folder's conftest, named for what they share:
+#: one scope each group (the emulated cloud is started and its platform applied once).
+SHARED_SCOPES = {
+    "tests/pipelines/test_pipeline_tofu.py": "tests/pipelines (emulated cloud)",
+    "tests/pipelines/test_pipeline_tofu_stop.py": "tests/pipelines (emulated cloud)",
+}
 DURATIONS_FILE = Path(__file__).with_name("durations.json")
 #: Seconds assumed for a test with no measurement (most tests take well under a second), and
 #: for an unmeasured test marked ``slow``.
@@ -54,15 +60,20 @@ TIMINGS_ENV = "ORDINAL_TEST_TIMINGS"
 
 
 def xdist_scope(nodeid: str) -> str:
-    """The unit ``make test`` schedules on one xdist worker: a folder above, a single test of
-    ``PER_TEST_FILES``, else the test's file (its module fixtures are set up once).
+    """The unit ``make test`` schedules on one xdist worker: a folder above, a group of
+    ``SHARED_SCOPES``, a single test of ``PER_TEST_FILES``, else the test's file (its module
+    fixtures are set up once).
 
     >>> xdist_scope("tests/stack/test_backup_restore.py::test_restore")
     'tests/stack'
+    >>> xdist_scope("tests/pipelines/test_pipeline_tofu_stop.py::test_a_stopped_run[sigterm]")
+    'tests/pipelines (emulated cloud)'
     >>> xdist_scope("tests/test_losses.py::test_corn_loss[2]")
     'tests/test_losses.py'
     """
     path = nodeid.split("::")[0]
+    if path in SHARED_SCOPES:
+        return SHARED_SCOPES[path]
     if path in PER_TEST_FILES:
         return nodeid
     return next((d for d in DIRECTORY_SCOPES if path.startswith(d + "/")), path)
@@ -148,7 +159,14 @@ def record_timing(nodeid: str, started: float, finished: float) -> None:
     out = os.environ.get(TIMINGS_ENV)
     if not out:
         return
-    line = json.dumps({"id": nodeid, "seconds": round(finished - started, 1)})
+    line = json.dumps(
+        {
+            "id": nodeid,
+            "seconds": round(finished - started, 1),
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            "finished": round(finished, 1),
+        }
+    )
     with open(out, "a", encoding="utf-8") as fh:  # one short line: appends do not interleave
         fh.write(line + "\n")
 

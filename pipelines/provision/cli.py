@@ -67,6 +67,12 @@ def leaks(
     """List everything tagged for a run that is still alive; exit 1 when there is any."""
     from pipelines.provision.leaks import find_leaks
 
+    if on_stack and endpoint:
+        console.print(
+            "[bold red]error:[/] --stack and --endpoint each name an endpoint to look on: "
+            "pass one of them"
+        )
+        raise typer.Exit(2)
     if on_stack:
         from pipelines.stack.config import load_config
 

@@ -77,6 +77,10 @@ def test_leaks_names_a_missing_stack_or_an_unreachable_endpoint(tmp_path, monkey
     assert down.exit_code == 2, down.output
     assert f"could not list instances on {endpoint}" in " ".join(down.output.split())
 
+    both = runner.invoke(infra_app, ["leaks", "--stack", "--endpoint", endpoint])
+    assert both.exit_code == 2, both.output
+    assert "--stack and --endpoint" in " ".join(both.output.split())
+
 
 def test_prices_command_shows_date_and_source():
     result = runner.invoke(infra_app, ["prices"])

@@ -14,10 +14,13 @@ def home() -> Path:
     return Path(os.environ["ORDINAL_HOME"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cloud(tmp_path_factory):
-    """An emulated cloud per test module (``moto_server``, the fault injector, the metadata
-    stand-in, the user-data runner) with the platform root (network, roles) applied once."""
+    """The emulated cloud of the VM tests (``moto_server``, the fault injector, the metadata
+    stand-in, the user-data runner) with the platform root (network, roles) applied once.
+
+    Its test files share one xdist scope (``SHARED_SCOPES`` in ``tests/scheduling.py``); each
+    test disarms the injector and clears the metadata stand-in before it starts."""
     from pipelines.provision.emulation.cloud import EmulatedCloud
 
     emulated = EmulatedCloud(tmp_path_factory.mktemp("cloud"))

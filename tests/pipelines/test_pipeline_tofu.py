@@ -1,7 +1,8 @@
 """``ordinal run --provisioner tofu``: the pipeline's compute steps on VMs applied with Terraform.
 
 Emulated at the boundary (nothing else is): ``moto_server`` on loopback is the AWS endpoint
-(EC2, S3 for the Terraform state, IAM, STS), started by this module; each instance's user-data
+(EC2, S3 for the Terraform state, IAM, STS), started once for the VM tests (the ``cloud``
+fixture of ``tests/pipelines/conftest.py``); each instance's user-data
 (the Prefect worker bootstrap) runs as a local process group tied to its instance id; the
 fault injector in front of EC2 answers spot requests with AWS's own capacity errors; the
 metadata stand-in serves ``spot/instance-action`` (IMDSv2) to each instance. Terraform, the

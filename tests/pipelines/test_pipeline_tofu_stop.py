@@ -9,11 +9,11 @@ path; a notebook that raises takes it too, on the local provisioner in
 failure in the summary, the index page and MLflow, and, its first spot request meeting a
 capacity error, the fallback to another zone with its alert.
 
-Emulated at the boundary as in ``test_pipeline_tofu.py`` (its own ``moto_server``, fault
-injector, metadata stand-in and user-data runner; this module has its own so it can run beside
-that one): each instance's user-data (the Prefect worker bootstrap) runs as a local process
-group tied to its instance id. Terraform, the provisioner, Prefect and the teardown are real;
-the step notebooks are stand-ins whose training sleeps, so the stop lands mid-step.
+Emulated at the boundary as in ``test_pipeline_tofu.py``, on the same emulated cloud
+(``moto_server``, fault injector, metadata stand-in and user-data runner): each instance's
+user-data (the Prefect worker bootstrap) runs as a local process group tied to its instance
+id. Terraform, the provisioner, Prefect and the teardown are real; the step notebooks are
+stand-ins whose training sleeps, so the stop lands mid-step.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def _assert_failure_and_fallback_recorded(summary, run_dir, home, vm) -> None:
 def test_a_stopped_tofu_run_destroys_its_vm(how, home, cloud, tmp_path, monkeypatch):
     """Stop the run while train runs on the GPU VM; the VM is destroyed, nothing leaks."""
     cloud.injector.disarm()
+    cloud.metadata.clear()
     if how == "cancelled":
         cloud.injector.arm("InsufficientInstanceCapacity", 1)  # the first spot request
     platform_file = write_platform(cloud.platform(), tmp_path / "platform.json")
