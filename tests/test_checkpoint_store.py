@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from ordinal import TrainSpec, train_ordinal_model
 from ordinal.artifacts import ChecksumMismatchError, LocalStorage, S3Storage, sha256_tree
@@ -212,6 +213,15 @@ def test_the_callback_uploads_before_it_raises_and_records_it(aws, tmp_path):
     )
 
 
+class _SlowSteps(TrainerCallback):
+    """Each step takes at least 0.25 s, so the notice lands mid-training however fast the
+    machine is (16 steps of the tiny model can take half a second; sleeping changes no
+    weight)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(0.25)
+
+
 def _spec(output_dir: Path) -> TrainSpec:
     return TrainSpec.quick(
         output_dir=output_dir,
@@ -242,9 +252,9 @@ def test_a_fresh_vm_resumes_from_the_uploaded_checkpoint(aws, tmp_path, monkeypa
     monkeypatch.setenv("ORDINAL_SPOT_POLL_SECONDS", "0.05")
     with MetadataStandIn("i-0spot", "spot") as imds:
         monkeypatch.setenv("ORDINAL_METADATA_URL", imds.instance_url("i-first"))
-        imds.interrupt_after(polls=15)  # about 1 s into training: a few steps in
+        imds.interrupt_after(polls=3)  # 0.1 s into training: a step or two in
         with pytest.raises(SpotInterruptedError) as caught:
-            train_ordinal_model(_spec(run), records, evals)
+            train_ordinal_model(_spec(run), records, evals, callbacks=[_SlowSteps()])
         step = caught.value.step
         assert 0 < step < 16
         (record,) = read_interruptions(run / "checkpoints")
