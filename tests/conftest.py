@@ -90,8 +90,8 @@ def pytest_collection_modifyitems(config, items):
     split = {k: sorted(v) for k, v in users.items() if len(v) > 1}
     if split:
         raise pytest.UsageError(
-            "fixtures shared across xdist scopes (see DIRECTORY_SCOPES and PER_TEST_FILES in "
-            f"tests/scheduling.py): {split}"
+            "fixtures shared across xdist scopes (see DIRECTORY_SCOPES, SHARED_SCOPES and "
+            f"PER_TEST_FILES in tests/scheduling.py): {split}"
         )
 
     # The longest scopes first (real notebooks, VMs, the stack), so they do not end the run
