@@ -206,13 +206,15 @@ class _Baseline:
         self._started = started
         self._log = run_dir.parent / f"{run_dir.name}.log"
         self._process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._start, daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
         deadline = time.monotonic() + 1500
-        while not self._started.is_file() and time.monotonic() < deadline:
-            time.sleep(0.5)
+        while not self._started.is_file():
+            if time.monotonic() > deadline or self._stopping.wait(0.5):
+                return  # the run ended (or failed) before its training started
         self._log.parent.mkdir(parents=True, exist_ok=True)
         with self._log.open("w") as log:  # a file, not a pipe: a full pipe would block it
             self._process = subprocess.Popen(self._argv, stdout=log, stderr=subprocess.STDOUT)
@@ -224,6 +226,7 @@ class _Baseline:
         return json.loads(self._log.read_text().strip().splitlines()[-1])
 
     def stop(self) -> None:
+        self._stopping.set()
         self._thread.join(timeout=60)
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
