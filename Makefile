@@ -63,7 +63,7 @@ format: $(STAMP)
 
 # The suite mostly waits (servers, Terraform against the emulated cloud, Prefect polling),
 # so it runs on more workers than cores; tests sharing a broad fixture stay on one worker
-# (xdist_scope in tests/conftest.py). TEST_WORKERS=0 runs it in one process.
+# (tests/scheduling.py, longest first). TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
 test: lint $(CHECKOV_VENV)/bin/checkov
